@@ -1,0 +1,25 @@
+"""bpgpu: multilayer perceptrons trained by backpropagation, written once against the Python array
+API standard, on NumPy (CPU), CuPy (NVIDIA GPU) or any array-API library."""
+
+from bpgpu.backend.arrays import to_backend, to_host
+from bpgpu.backend.device import Backend, default_device, resolve
+from bpgpu.errors import (
+    BpgpuError,
+    ConfigError,
+    DataError,
+    DeviceError,
+    DeviceMismatchError,
+    DivergenceError,
+    ModelFileError,
+    ShapeError,
+)
+from bpgpu.gradcheck import gradcheck
+from bpgpu.network import MLP
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MLP", "gradcheck", "default_device", "resolve", "Backend", "to_host", "to_backend",
+    "BpgpuError", "ConfigError", "DataError", "DeviceError", "DeviceMismatchError",
+    "DivergenceError", "ModelFileError", "ShapeError", "__version__",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from bpgpu.cli.main import main
+
+sys.exit(main())

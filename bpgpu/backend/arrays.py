@@ -1,0 +1,37 @@
+"""Moving arrays between the host (NumPy) and a backend: the one portable ``to_host`` helper."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from bpgpu.backend.device import Backend
+
+
+def to_host(x: Any) -> np.ndarray:
+    """A NumPy copy (or view, for NumPy input) of any array: CuPy, torch, array-api-strict, lists."""
+    if isinstance(x, np.ndarray):
+        return x
+    if array_api_compat.is_cupy_array(x):
+        return x.get()
+    if array_api_compat.is_torch_array(x):
+        return x.detach().cpu().numpy()
+    if type(x).__module__.startswith("array_api_strict"):
+        import array_api_strict
+
+        return np.asarray(x.to_device(array_api_strict.Device("CPU_DEVICE")))
+    if array_api_compat.is_array_api_obj(x):
+        return np.from_dlpack(x)
+    return np.asarray(x)
+
+
+def to_backend(x: Any, backend: Backend, dtype: Any = None) -> Any:
+    """``x`` (host or any library) as an array of ``backend`` on its device, with ``dtype`` if given."""
+    if dtype is not None and isinstance(dtype, str):
+        dtype = backend.dtype(dtype)
+    host = to_host(x)
+    if backend.name == "numpy":
+        return np.asarray(host, dtype=dtype)
+    return backend.xp.asarray(np.ascontiguousarray(host), dtype=dtype, device=backend.device)

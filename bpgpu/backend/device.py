@@ -1,0 +1,215 @@
+"""Which array library and device a network lives on.
+
+Precedence: an explicit ``device=`` / ``xp=`` argument, then the ``BPGPU_DEVICE`` environment
+variable (read every time a network or array is created), then ``"cpu"``. A GPU that was asked for
+but cannot be used raises :class:`~bpgpu.errors.DeviceError` saying why and how to fix it; bpgpu
+never falls back to the CPU silently. CuPy is imported only when a GPU is asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import array_api_compat
+
+from bpgpu.errors import ConfigError, DeviceError
+
+ENV_VAR = "BPGPU_DEVICE"
+VALID_DEVICES = ("cpu", "gpu", "cuda", "cuda:N", "auto")
+_CUDA_RE = re.compile(r"^(?:gpu|cuda)(?::(\d+))?$")
+log = logging.getLogger("bpgpu")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An array namespace plus the device object arrays are created on."""
+
+    xp: Any
+    device: Any
+    name: str  # "numpy", "cupy", "torch", "array_api_strict", ... (the library)
+
+    @property
+    def label(self) -> str:
+        """Short human-readable name: ``cpu``, ``cuda:0``, ``torch:cpu``, ``array_api_strict:device1``."""
+        if self.name == "numpy":
+            return "cpu"
+        if self.name == "cupy":
+            return f"cuda:{self.device.id}"
+        dev = str(self.device)
+        if self.name == "array_api_strict":
+            dev = getattr(self.device, "_device", dev)
+        return f"{self.name}:{dev}"
+
+    @property
+    def is_gpu(self) -> bool:
+        if self.name == "cupy":
+            return True
+        return self.name == "torch" and getattr(self.device, "type", "") == "cuda"
+
+    def dtype(self, dtype: Any) -> Any:
+        """Turn ``"float32"`` / ``"float64"`` (or a dtype of this namespace) into this namespace's dtype."""
+        if isinstance(dtype, str):
+            if dtype not in ("float32", "float64"):
+                raise ConfigError(f"dtype={dtype!r} is not supported; expected 'float32' or 'float64'.")
+            return getattr(self.xp, dtype)
+        for name in ("float32", "float64"):
+            if dtype == getattr(self.xp, name):
+                return dtype
+        raise ConfigError(
+            f"dtype={dtype!r} is not supported; expected 'float32' or 'float64' "
+            f"(or {self.name}'s float32/float64)."
+        )
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (GPU timings); a no-op on the CPU."""
+        if self.name == "cupy":
+            import cupy
+
+            cupy.cuda.Device(self.device.id).synchronize()
+        elif self.is_gpu:
+            import torch
+
+            torch.cuda.synchronize(self.device)
+
+
+def _library_name(xp: Any) -> str:
+    name = getattr(xp, "__name__", str(xp))
+    if name.startswith("array_api_compat."):
+        name = name.split(".", 1)[1]
+    return name.split(".")[0]
+
+
+def _normalise_namespace(xp: Any, device: Any = None) -> Any:
+    """The array-API-compatible namespace for a library module (numpy → array_api_compat.numpy)."""
+    probe = xp.asarray(0.0) if device is None else xp.asarray(0.0, device=device)
+    return array_api_compat.array_namespace(probe)
+
+
+def _numpy_backend() -> Backend:
+    import numpy
+
+    return Backend(array_api_compat.array_namespace(numpy.empty(0)), "cpu", "numpy")
+
+
+@lru_cache(maxsize=None)
+def cuda_status(index: int = 0) -> str:
+    """``"ok"`` if CuPy can run kernels on GPU ``index``, else the reason (and the fix) it cannot."""
+    fix_install = "install CuPy for your CUDA version: pip install 'bpgpu[cuda12]' or 'bpgpu[cuda13]'"
+    try:
+        import cupy
+    except Exception as exc:  # ImportError, or a broken CUDA library underneath
+        return f"CuPy is not installed or does not import ({exc}); {fix_install}, or use device='cpu'."
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        return (
+            f"CuPy is installed but no NVIDIA driver or GPU is usable ({exc}); check `nvidia-smi`, "
+            "the driver and CUDA_VISIBLE_DEVICES, or use device='cpu'."
+        )
+    if count == 0:
+        return "CuPy found no GPU (0 devices); check CUDA_VISIBLE_DEVICES, or use device='cpu'."
+    if index >= count:
+        return f"cuda:{index} does not exist: this machine has {count} GPU(s), cuda:0 … cuda:{count - 1}."
+    try:
+        with cupy.cuda.Device(index):
+            (cupy.arange(4, dtype=cupy.float32) * 2).sum().item()
+    except Exception as exc:
+        return (
+            f"CuPy could not compile or run a kernel on cuda:{index} ({type(exc).__name__}: {exc}); "
+            "check that the cupy-cudaXXx package matches the installed driver/CUDA toolkit."
+        )
+    return "ok"
+
+
+def _cupy_backend(index: int, asked: str) -> Backend:
+    status = cuda_status(index)
+    if status != "ok":
+        raise DeviceError(f"A GPU was asked for (device {asked!r}) but it is not usable: {status}")
+    import cupy
+
+    namespace = array_api_compat.array_namespace(cupy.empty(0))
+    return Backend(namespace, cupy.cuda.Device(index), "cupy")
+
+
+def _from_string(spec: str, source: str) -> Backend:
+    value = spec.strip().lower()
+    if value == "cpu":
+        return _numpy_backend()
+    if value == "auto":
+        if cuda_status(0) == "ok":
+            log.info("BPGPU_DEVICE=auto: using the GPU cuda:0")
+            return _cupy_backend(0, spec)
+        log.info("BPGPU_DEVICE=auto: no usable GPU (%s); using the CPU", cuda_status(0))
+        return _numpy_backend()
+    match = _CUDA_RE.match(value)
+    if match:
+        return _cupy_backend(int(match.group(1) or 0), spec)
+    raise ConfigError(
+        f"{source}={spec!r} is not a device bpgpu knows; expected one of {', '.join(VALID_DEVICES)} "
+        "(e.g. 'cuda:1'), or pass xp= and a device object of that array library."
+    )
+
+
+def default_device() -> str:
+    """The device a network created now would use (``BPGPU_DEVICE`` or ``"cpu"``), e.g. ``"cuda:0"``."""
+    return resolve().label
+
+
+def resolve(device: Any = None, xp: Any = None) -> Backend:
+    """Pick the backend: explicit ``device``/``xp`` > ``BPGPU_DEVICE`` > ``"cpu"``.
+
+    ``device`` may be "cpu", "gpu", "cuda", "cuda:N", "auto", or a device object of the library
+    given as ``xp`` (``array_api_strict.Device("device1")``, ``torch.device("cpu")``).
+    """
+    if xp is not None:
+        name = _library_name(xp)
+        if isinstance(device, str) and name == "torch":
+            import torch
+
+            device = torch.device(device)
+        if isinstance(device, str) and name == "cupy":
+            return _from_string(device, "device")
+        if isinstance(device, str) and name == "numpy":
+            if device != "cpu":
+                raise ConfigError(f"device={device!r} does not exist for NumPy; NumPy arrays live on 'cpu'.")
+            return _numpy_backend()
+        if name == "cupy" and device is None:
+            return _cupy_backend(0, "xp=cupy")
+        namespace = _normalise_namespace(xp, device)
+        if device is None:
+            device = array_api_compat.device(namespace.asarray(0.0))
+        if name == "numpy":
+            return _numpy_backend()
+        return Backend(namespace, device, _library_name(namespace))
+    if device is None:
+        spec = os.environ.get(ENV_VAR, "").strip()
+        return _from_string(spec, ENV_VAR) if spec else _numpy_backend()
+    if isinstance(device, Backend):
+        return device
+    if isinstance(device, str):
+        return _from_string(device, "device")
+    module = type(device).__module__.split(".")[0]
+    if module == "cupy":
+        return _cupy_backend(device.id, f"cuda:{device.id}")
+    if module in ("torch", "array_api_strict"):
+        import importlib
+
+        return resolve(device, importlib.import_module(module))
+    raise ConfigError(
+        f"device={device!r} is not understood; expected one of {', '.join(VALID_DEVICES)} or a device "
+        "object of the library passed as xp=."
+    )
+
+
+def backend_of(x: Any) -> Backend:
+    """The backend an existing array lives on."""
+    namespace = array_api_compat.array_namespace(x)
+    name = _library_name(namespace)
+    if name == "numpy":
+        return _numpy_backend()
+    return Backend(namespace, array_api_compat.device(x), name)

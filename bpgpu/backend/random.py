@@ -1,0 +1,49 @@
+"""Initial weights, drawn on the host with ``numpy.random.default_rng(seed)`` in float64.
+
+The standard has no RNG; drawing on the host and moving the arrays makes one seed give the same
+starting weights on every backend (to the precision of the chosen dtype).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bpgpu.errors import ConfigError
+
+INITS = ("nielsen", "glorot", "he")
+DEFAULT_INIT = {"sigmoid": "nielsen", "tanh": "glorot", "identity": "glorot", "relu": "he"}
+
+
+def default_init(hidden: str) -> str:
+    """He for ReLU, Glorot for tanh/identity, Nielsen's N(0, 1/√n_in) for sigmoid."""
+    return DEFAULT_INIT[hidden]
+
+
+def initial_parameters(
+    sizes: list[int], init: str, seed: int | np.random.Generator | None
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Host float64 (weights, biases): W^l shaped (n_l, n_{l−1}), b^l shaped (n_l,), drawn from
+    ``numpy.random.default_rng(seed)``.
+
+    nielsen: W ~ N(0, 1/n_in), b ~ N(0, 1)      (Nielsen, network2 "default_weight_initializer")
+    glorot:  W ~ U(±√(6/(n_in+n_out))), b = 0   (Glorot & Bengio 2010)
+    he:      W ~ N(0, 2/n_in), b = 0            (He et al. 2015)
+    """
+    if init not in INITS:
+        raise ConfigError(f"init={init!r} is not an initialiser bpgpu knows; valid: {', '.join(INITS)}.")
+    rng = np.random.default_rng(seed)
+    weights, biases = [], []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        if init == "nielsen":
+            w = rng.standard_normal((n_out, n_in)) / np.sqrt(n_in)
+            b = rng.standard_normal(n_out)
+        elif init == "glorot":
+            r = np.sqrt(6.0 / (n_in + n_out))
+            w = rng.uniform(-r, r, (n_out, n_in))
+            b = np.zeros(n_out)
+        else:
+            w = rng.standard_normal((n_out, n_in)) * np.sqrt(2.0 / n_in)
+            b = np.zeros(n_out)
+        weights.append(w)
+        biases.append(b)
+    return weights, biases

@@ -1,0 +1,1 @@
+"""The ``bpgpu`` command line: ``bpgpu info``, ``bpgpu train``, ``bpgpu bench``."""

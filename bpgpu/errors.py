@@ -1,0 +1,35 @@
+"""bpgpu's exceptions. Each subclasses the built-in a caller would catch anyway."""
+
+from __future__ import annotations
+
+
+class BpgpuError(Exception):
+    """Base class of every error bpgpu raises on purpose."""
+
+
+class ConfigError(BpgpuError, ValueError):
+    """An unknown or inconsistent setting (activation, cost, device name, sizes...)."""
+
+
+class ShapeError(BpgpuError, ValueError):
+    """An input whose shape does not fit the network."""
+
+
+class DataError(BpgpuError, ValueError):
+    """Input data that cannot be used: NaN/inf, labels out of range, wrong dtype, empty."""
+
+
+class DeviceError(BpgpuError, RuntimeError):
+    """A device that was asked for is not usable (CuPy missing, no driver, no GPU, compile failure)."""
+
+
+class DeviceMismatchError(BpgpuError, ValueError):
+    """An array that lives on another device or in another array library than the network."""
+
+
+class DivergenceError(BpgpuError, FloatingPointError):
+    """Training produced a NaN or infinite cost; the weights from before the bad step are kept."""
+
+
+class ModelFileError(BpgpuError, ValueError):
+    """A model or checkpoint file that is truncated, corrupted, of an unknown version or unsafe."""

@@ -1,0 +1,165 @@
+"""``MLP``: a multilayer perceptron whose parameters live on one backend (NumPy, CuPy, torch, …)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import math
+
+from bpgpu.backend.arrays import to_backend, to_host
+from bpgpu.backend.device import Backend, resolve
+from bpgpu.backend.random import default_init, initial_parameters
+from bpgpu.math import backprop as bp
+from bpgpu.math.activations import hidden_activation, output_activation
+from bpgpu.math.costs import Objective, default_cost
+from bpgpu.validation import check_features, check_sizes, check_targets
+
+
+class MLP:
+    """A fully connected network trained by backpropagation.
+
+    ``sizes`` as in Nielsen's ``[784, 30, 10]``. ``hidden`` ∈ sigmoid, tanh, relu, identity;
+    ``output`` ∈ softmax, sigmoid, identity (default: softmax for several outputs, sigmoid for one);
+    ``cost`` ∈ cross_entropy, quadratic (default: cross-entropy, quadratic for an identity output).
+    ``device``: "cpu", "gpu", "cuda:N", "auto", or a device object of the library passed as ``xp``
+    (default: ``BPGPU_DEVICE``, else "cpu"). ``seed`` fixes the initial weights on every backend.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        hidden: str = "sigmoid",
+        output: str | None = None,
+        cost: str | None = None,
+        dtype: str = "float32",
+        device: Any = None,
+        seed: int | None = None,
+        xp: Any = None,
+        init: str | None = None,
+    ) -> None:
+        self.sizes = check_sizes(sizes)
+        self.hidden = hidden_activation(hidden)
+        output = output if output is not None else ("softmax" if self.sizes[-1] > 1 else "sigmoid")
+        self.objective = Objective(cost if cost is not None else default_cost(output_activation(output).name), output)
+        self.backend: Backend = resolve(device, xp)
+        self.dtype = self.backend.dtype(dtype)
+        self.init = init if init is not None else default_init(self.hidden.name)
+        self.seed = seed
+        host_w, host_b = initial_parameters(self.sizes, self.init, seed)
+        self.weights: list[Any] = [to_backend(w, self.backend, self.dtype) for w in host_w]
+        self.biases: list[Any] = [to_backend(b, self.backend, self.dtype) for b in host_b]
+
+    # -- description -------------------------------------------------------------------------------
+    @property
+    def output(self) -> str:
+        return self.objective.output.name
+
+    @property
+    def cost_name(self) -> str:
+        return self.objective.cost.name
+
+    @property
+    def xp(self) -> Any:
+        return self.backend.xp
+
+    @property
+    def device(self) -> Any:
+        return self.backend.device
+
+    @property
+    def dtype_name(self) -> str:
+        return "float64" if self.dtype == self.xp.float64 else "float32"
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(math.prod(w.shape) + b.shape[0] for w, b in zip(self.weights, self.biases))
+
+    def config(self) -> dict[str, Any]:
+        """What it takes to rebuild this network (the save file's header uses it)."""
+        return {
+            "sizes": list(self.sizes), "hidden": self.hidden.name, "output": self.output,
+            "cost": self.cost_name, "dtype": self.dtype_name, "init": self.init,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"MLP({self.sizes}, hidden={self.hidden.name!r}, output={self.output!r}, cost={self.cost_name!r}, "
+            f"dtype={self.dtype_name!r}, device={self.backend.label!r})"
+        )
+
+    # -- inputs ------------------------------------------------------------------------------------
+    def as_features(self, x: Any, name: str = "x") -> Any:
+        """``x`` validated and on this network's device and dtype (host data is copied once)."""
+        return check_features(x, self.backend, self.sizes[0], self.dtype, name)
+
+    def as_targets(self, y: Any, m: int, name: str = "y") -> Any:
+        """``y`` as (m, n_L) float rows on this device: one-hot/target rows or integer class labels."""
+        return check_targets(y, self.backend, m, self.sizes[-1], self.output, self.dtype, name)
+
+    def _batch(self, x: Any, y: Any) -> tuple[Any, Any]:
+        x = self.as_features(x)
+        return x, self.as_targets(y, x.shape[0])
+
+    # -- the math ----------------------------------------------------------------------------------
+    def forward(self, x: Any) -> Any:
+        """Output activations A^L, shape (m, n_L), on the network's device."""
+        x = self.as_features(x)
+        return bp.feedforward(self.weights, self.biases, self.hidden, self.objective.output, x)[1]
+
+    def backprop(self, x: Any, y: Any) -> tuple[float, list[Any], list[Any]]:
+        """``(cost, grad_weights, grad_biases)`` of the batch: the mean cost (a float) and ∂C/∂W^l,
+        ∂C/∂b^l (BP1–BP4), shaped like ``weights`` / ``biases`` and on the network's device."""
+        x, y = self._batch(x, y)
+        cost, grad_w, grad_b = bp.backprop(self.weights, self.biases, self.hidden, self.objective, x, y)
+        return float(cost), grad_w, grad_b
+
+    def backprop_per_example(self, x: Any, y: Any) -> tuple[float, list[Any], list[Any]]:
+        """The same as :meth:`backprop`, by the seeds' one-example-at-a-time loop (slow; a reference)."""
+        x, y = self._batch(x, y)
+        cost, grad_w, grad_b = bp.backprop_per_example(self.weights, self.biases, self.hidden, self.objective, x, y)
+        return float(cost), grad_w, grad_b
+
+    def cost(self, x: Any, y: Any) -> float:
+        """The mean cost of a batch."""
+        x, y = self._batch(x, y)
+        return float(bp.cost_value(self.weights, self.biases, self.hidden, self.objective, x, y))
+
+    # -- moving and copying ------------------------------------------------------------------------
+    def get_parameters(self) -> tuple[list[Any], list[Any]]:
+        """Host (NumPy) copies of the weights and biases."""
+        return [to_host(w).copy() for w in self.weights], [to_host(b).copy() for b in self.biases]
+
+    def set_parameters(self, weights: Sequence[Any], biases: Sequence[Any]) -> None:
+        """Replace the parameters (any library; copied to this device and dtype); shapes are checked."""
+        from bpgpu.errors import ShapeError
+
+        if len(weights) != len(self.weights) or len(biases) != len(self.biases):
+            raise ShapeError(f"expected {len(self.weights)} weight and bias arrays; got {len(weights)} and {len(biases)}.")
+        new_w = [to_backend(w, self.backend, self.dtype) for w in weights]
+        new_b = [to_backend(b, self.backend, self.dtype) for b in biases]
+        for l, (w, b, w0, b0) in enumerate(zip(new_w, new_b, self.weights, self.biases)):
+            if tuple(w.shape) != tuple(w0.shape) or tuple(b.shape) != tuple(b0.shape):
+                raise ShapeError(
+                    f"layer {l + 1}: expected weights {tuple(w0.shape)} and biases {tuple(b0.shape)}; "
+                    f"got {tuple(w.shape)} and {tuple(b.shape)}."
+                )
+        self.weights, self.biases = new_w, new_b
+
+    def to(self, device: Any = None, xp: Any = None, dtype: str | None = None) -> "MLP":
+        """Move the parameters to another device / array library (and optionally dtype), in place."""
+        backend = resolve(device, xp)
+        host_w, host_b = self.get_parameters()
+        self.backend = backend
+        self.dtype = backend.dtype(dtype if dtype is not None else self.dtype_name)
+        self.weights = [to_backend(w, backend, self.dtype) for w in host_w]
+        self.biases = [to_backend(b, backend, self.dtype) for b in host_b]
+        return self
+
+    def copy(self, device: Any = None, xp: Any = None, dtype: str | None = None) -> "MLP":
+        """An independent copy, on this network's backend unless another is given."""
+        new = object.__new__(MLP)
+        new.__dict__.update(self.__dict__)
+        new.weights, new.biases = list(self.weights), list(self.biases)
+        if device is None and xp is None:
+            device = self.backend
+        return new.to(device, xp, dtype)
