@@ -149,8 +149,9 @@ class MLP:
         """Move the parameters to another device / array library (and optionally dtype), in place."""
         backend = resolve(device, xp)
         host_w, host_b = self.get_parameters()
+        dtype = dtype if dtype is not None else self.dtype_name
         self.backend = backend
-        self.dtype = backend.dtype(dtype if dtype is not None else self.dtype_name)
+        self.dtype = backend.dtype(dtype)
         self.weights = [to_backend(w, backend, self.dtype) for w in host_w]
         self.biases = [to_backend(b, backend, self.dtype) for b in host_b]
         return self

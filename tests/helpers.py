@@ -1,0 +1,46 @@
+"""Small shared helpers for the tests: data for a network, and comparing gradients across backends."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bpgpu import to_host
+
+# Every supported (hidden, output, cost) combination.
+HIDDEN = ("sigmoid", "tanh", "relu", "identity")
+PAIRS = (
+    ("softmax", "cross_entropy"),
+    ("sigmoid", "cross_entropy"),
+    ("softmax", "quadratic"),
+    ("sigmoid", "quadratic"),
+    ("identity", "quadratic"),
+)
+COMBOS = [(h, o, c) for h in HIDDEN for o, c in PAIRS]
+TOL = {"float64": 1e-12, "float32": 1e-5}
+
+
+def make_data(sizes, output, m, rng, labels=True):
+    """Host (x, y) for a network: integer labels for softmax (if ``labels``), 0/1 rows for sigmoid,
+    real targets for identity."""
+    x = rng.normal(size=(m, sizes[0]))
+    n_out = sizes[-1]
+    if output == "softmax":
+        y = rng.integers(0, n_out, size=m)
+        if not labels:
+            y = np.eye(n_out)[y]
+    elif output == "sigmoid":
+        y = rng.integers(0, 2, size=(m, n_out)).astype(np.float64)
+    else:
+        y = rng.normal(size=(m, n_out))
+    return x, y
+
+
+def max_scaled_difference(got, want) -> float:
+    """max |got − want| over all entries, divided by the largest |want| entry of that array."""
+    worst = 0.0
+    for g, w in zip(got, want):
+        g, w = np.asarray(to_host(g), dtype=np.float64), np.asarray(to_host(w), dtype=np.float64)
+        assert g.shape == w.shape
+        scale = max(float(np.max(np.abs(w))), 1e-30)
+        worst = max(worst, float(np.max(np.abs(g - w))) / scale)
+    return worst
