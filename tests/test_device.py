@@ -150,3 +150,12 @@ def test_python_m_bpgpu_info_reports_a_bad_variable_without_crashing():
     out = subprocess.run([sys.executable, "-m", "bpgpu", "info"], capture_output=True, text=True, env=env)
     assert out.returncode == 0
     assert "error: BPGPU_DEVICE='bogus'" in out.stdout
+
+
+def test_the_device_can_come_from_the_input_arrays():
+    xps = pytest.importorskip("array_api_strict")
+    x = xps.ones((2, 3), dtype=xps.float64, device=xps.Device("device2"))
+    net = bpgpu.MLP([3, 2], device=x, dtype="float64")
+    assert net.backend.label == "array_api_strict:device2"
+    assert tuple(net.forward(x).shape) == (2, 2)
+    assert bpgpu.MLP([3, 2], device=np.ones(3)).backend.label == "cpu"

@@ -163,8 +163,9 @@ def default_device() -> str:
 def resolve(device: Any = None, xp: Any = None) -> Backend:
     """Pick the backend: explicit ``device``/``xp`` > ``BPGPU_DEVICE`` > ``"cpu"``.
 
-    ``device`` may be "cpu", "gpu", "cuda", "cuda:N", "auto", or a device object of the library
-    given as ``xp`` (``array_api_strict.Device("device1")``, ``torch.device("cpu")``).
+    ``device`` may be "cpu", "gpu", "cuda", "cuda:N", "auto", a device object of the library
+    given as ``xp`` (``array_api_strict.Device("device1")``, ``torch.device("cpu")``), or an array
+    (the network then lives where that array lives).
     """
     if xp is not None:
         name = _library_name(xp)
@@ -191,6 +192,8 @@ def resolve(device: Any = None, xp: Any = None) -> Backend:
         return _from_string(spec, ENV_VAR) if spec else _numpy_backend()
     if isinstance(device, Backend):
         return device
+    if array_api_compat.is_array_api_obj(device):  # "where this array lives"
+        return backend_of(device)
     if isinstance(device, str):
         return _from_string(device, "device")
     module = type(device).__module__.split(".")[0]
