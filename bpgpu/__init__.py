@@ -11,6 +11,7 @@ from bpgpu.errors import (
     DeviceMismatchError,
     DivergenceError,
     ModelFileError,
+    OutOfMemoryError,
     ShapeError,
 )
 from bpgpu.gradcheck import gradcheck
@@ -21,5 +22,5 @@ __version__ = "0.1.0"
 __all__ = [
     "MLP", "gradcheck", "default_device", "resolve", "Backend", "to_host", "to_backend",
     "BpgpuError", "ConfigError", "DataError", "DeviceError", "DeviceMismatchError",
-    "DivergenceError", "ModelFileError", "ShapeError", "__version__",
+    "DivergenceError", "ModelFileError", "OutOfMemoryError", "ShapeError", "__version__",
 ]

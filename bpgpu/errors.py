@@ -33,3 +33,8 @@ class DivergenceError(BpgpuError, FloatingPointError):
 
 class ModelFileError(BpgpuError, ValueError):
     """A model or checkpoint file that is truncated, corrupted, of an unknown version or unsafe."""
+
+
+class OutOfMemoryError(BpgpuError, MemoryError):
+    """The device ran out of memory during training; the message names the batch size and layer sizes.
+    The network keeps the weights from before the failed step and stays usable."""

@@ -12,7 +12,7 @@ from bpgpu.backend.random import default_init, initial_parameters
 from bpgpu.math import backprop as bp
 from bpgpu.math.activations import hidden_activation, output_activation
 from bpgpu.math.costs import Objective, default_cost
-from bpgpu.validation import check_features, check_sizes, check_targets
+from bpgpu.validation import check_features, check_seed, check_sizes, check_targets
 
 
 class MLP:
@@ -44,7 +44,7 @@ class MLP:
         self.backend: Backend = resolve(device, xp)
         self.dtype = self.backend.dtype(dtype)
         self.init = init if init is not None else default_init(self.hidden.name)
-        self.seed = seed
+        self.seed = check_seed(seed)
         host_w, host_b = initial_parameters(self.sizes, self.init, seed)
         self.weights: list[Any] = [to_backend(w, self.backend, self.dtype) for w in host_w]
         self.biases: list[Any] = [to_backend(b, self.backend, self.dtype) for b in host_b]
@@ -94,7 +94,7 @@ class MLP:
 
     def as_targets(self, y: Any, m: int, name: str = "y") -> Any:
         """``y`` as (m, n_L) float rows on this device: one-hot/target rows or integer class labels."""
-        return check_targets(y, self.backend, m, self.sizes[-1], self.output, self.dtype, name)
+        return check_targets(y, self.backend, m, self.sizes[-1], self.output, self.dtype, name, self.cost_name)
 
     def _batch(self, x: Any, y: Any) -> tuple[Any, Any]:
         x = self.as_features(x)

@@ -113,5 +113,6 @@ def _lookup(name: Any, table: dict[str, Activation], role: str) -> Activation:
     if isinstance(name, Activation):
         name = name.name
     if not isinstance(name, str) or name.lower() not in table:
-        raise ConfigError(f"{role}={name!r} is not a {role} activation bpgpu knows; valid: {', '.join(table)}.")
+        article = "an" if role == "output" else "a"
+        raise ConfigError(f"{role}={name!r} is not {article} {role} activation bpgpu knows; valid: {', '.join(table)}.")
     return table[name.lower()]
