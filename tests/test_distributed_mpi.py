@@ -1,0 +1,58 @@
+"""Data parallelism across real processes: ``mpirun -np 2`` and ``-np 3`` (oversubscribed on small
+machines) running the helper scripts in tests/mpi_scripts/. Every launch has a hard timeout, so a
+hang fails instead of blocking CI. Skipped, with the reason, when mpirun or mpi4py is missing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mpi_helpers import run_script, skip_reason
+
+pytestmark = [pytest.mark.mpi, pytest.mark.timeout(120)]
+
+
+def _json(proc) -> dict:
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_mpi_is_available_for_these_tests():
+    """Not a skip in disguise: report loudly in the summary when the MPI tests cannot run."""
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.mark.parametrize("np_, m", [(2, 11), (3, 11), (3, 3)])
+def test_allreduced_shard_gradients_equal_the_full_batch_gradient(np_, m):
+    out = _json(run_script(np_, "grad_equality.py", m))
+    assert out["size"] == np_
+    assert out["max_abs_diff"] < 1e-12, out
+    assert out["cost_diff"] < 1e-12, out
+    assert out["identical_on_all_ranks"], out
+    assert "staged through host memory" in out["describe"] or "CUDA-aware" in out["describe"]
+
+
+@pytest.mark.parametrize("np_", [2, 3])
+def test_broadcast_mixed_dtypes_and_non_numpy_arrays(np_):
+    out = _json(run_script(np_, "collectives.py"))
+    assert out == {"size": np_, "ok": True, "cuda_aware": out["cuda_aware"], "gpu_buffers": out["gpu_buffers"]}
+    assert out["gpu_buffers"] == ("device" if out["cuda_aware"] else "host")
+
+
+@pytest.mark.parametrize("bad_rank", [0, 2])
+def test_a_rank_that_raises_stops_every_rank(bad_rank):
+    proc = run_script(3, "crash.py", bad_rank, "uncaught", timeout=30)
+    assert proc.returncode != 0
+    assert f"deliberate failure on rank {bad_rank}" in proc.stderr
+    assert f"rank {bad_rank} of 3 raised ValueError; aborting all ranks" in proc.stderr
+    assert "finished (should not happen)" not in proc.stdout
+
+
+def test_a_non_zero_exit_inside_abort_on_error_stops_every_rank():
+    proc = run_script(2, "crash.py", 1, "exit", timeout=30)
+    assert proc.returncode != 0
+    assert "rank 1 of 2 raised SystemExit" in proc.stderr
+    assert "finished (should not happen)" not in proc.stdout
