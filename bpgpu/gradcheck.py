@@ -25,13 +25,16 @@ def _relu_kink_distance(net: Any, x: Any) -> float:
 def gradcheck(
     net: Any, x: Any, y: Any, eps: float = 1e-6, max_entries: int = 24, directions: int = 4,
     seed: int = 0, verbose: bool = False, kink_margin: float = 1e-4, kink_retries: int = 10,
+    floor: float = 1e-8,
 ) -> dict[str, float]:
-    """Worst relative error |numeric − analytic| / max(|numeric|, |analytic|, 1e-8) per parameter array.
+    """Worst relative error |numeric − analytic| / max(|numeric|, |analytic|, floor) per parameter array.
 
     A float64 copy of ``net`` (same backend) is differenced: each array gets up to ``max_entries``
     entries checked one by one (all of them when it is that small), then ``directions`` random unit
     directions over all parameters are checked at once (as Chainer's ``check_backward`` does), which
-    covers large networks. Inputs whose hidden ReLU pre-activations lie within ``kink_margin`` of 0,
+    covers large networks. ``floor`` is the gradient size below which errors count as absolute (the
+    differences' rounding noise, about 1e-16·|C|/eps, swamps a relative comparison there). Inputs
+    whose hidden ReLU pre-activations lie within ``kink_margin`` of 0,
     where the derivative does not exist, are re-drawn with a small jitter. Returns ``{"W1": err,
     "b1": err, …, "direction": err}``; ``verbose`` prints it.
     """
@@ -57,7 +60,7 @@ def gradcheck(
         return float(bp.cost_value(arrays[:n], arrays[n:], ref.hidden, ref.objective, x, y))
 
     def rel(numeric: float, analytic: float) -> float:
-        return abs(numeric - analytic) / max(abs(numeric), abs(analytic), 1e-8)
+        return abs(numeric - analytic) / max(abs(numeric), abs(analytic), floor)
 
     report: dict[str, float] = {}
     for i, (name, p, g) in enumerate(zip(names, host, grads)):
