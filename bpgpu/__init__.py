@@ -16,6 +16,10 @@ from bpgpu.errors import (
 )
 from bpgpu.gradcheck import gradcheck
 from bpgpu.network import MLP
+from bpgpu.training import SGD, Adam, EarlyStopping, History, fit, schedules
+from bpgpu.io import load
+from bpgpu import datasets
+from bpgpu.plot import plot_history
 
 __version__ = "0.1.0"
 
@@ -23,4 +27,5 @@ __all__ = [
     "MLP", "gradcheck", "default_device", "resolve", "Backend", "to_host", "to_backend",
     "BpgpuError", "ConfigError", "DataError", "DeviceError", "DeviceMismatchError",
     "DivergenceError", "ModelFileError", "OutOfMemoryError", "ShapeError", "__version__",
+    "SGD", "Adam", "EarlyStopping", "History", "fit", "schedules", "load", "datasets", "plot_history",
 ]

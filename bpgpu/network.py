@@ -124,6 +124,37 @@ class MLP:
         x, y = self._batch(x, y)
         return float(bp.cost_value(self.weights, self.biases, self.hidden, self.objective, x, y))
 
+    # -- training, inference, saving (thin: the work is in bpgpu.training and bpgpu.io) ------------
+    def fit(self, x: Any, y: Any, epochs: int, batch_size: int = 32, **kwargs: Any) -> Any:
+        """Train by mini-batch backpropagation; returns a History. See :func:`bpgpu.training.fit`."""
+        from bpgpu.training.loop import fit
+
+        return fit(self, x, y, epochs, batch_size, **kwargs)
+
+    def evaluate(self, x: Any, y: Any, batch_size: int = 4096) -> dict[str, Any]:
+        """``{"cost", "accuracy", "n"}`` on (x, y), computed in batches (accuracy None for regression)."""
+        from bpgpu.training.evaluate import evaluate
+
+        return evaluate(self, x, y, batch_size)
+
+    def predict(self, x: Any, batch_size: int = 4096) -> Any:
+        """Class labels (argmax for softmax, ≥ 0.5 for sigmoid) or raw outputs (identity), on the device."""
+        from bpgpu.training.evaluate import predict
+
+        return predict(self, x, batch_size)
+
+    def predict_proba(self, x: Any, batch_size: int = 4096) -> Any:
+        """The output activations A^L (probabilities for softmax / sigmoid), on the device."""
+        from bpgpu.training.evaluate import predict_proba
+
+        return predict_proba(self, x, batch_size)
+
+    def save(self, path: Any) -> str:
+        """Write the configuration and parameters to ``path`` (npz + JSON header, atomic); see bpgpu.load."""
+        from bpgpu.io.model import save
+
+        return save(self, path)
+
     # -- moving and copying ------------------------------------------------------------------------
     def get_parameters(self) -> tuple[list[Any], list[Any]]:
         """Host (NumPy) copies of the weights and biases."""

@@ -47,3 +47,38 @@ def initial_parameters(
         weights.append(w)
         biases.append(b)
     return weights, biases
+
+
+# -- shuffling: host-side permutations whose position can be saved and restored (checkpoints) ------
+
+def shuffle_rng(seed: int | None) -> np.random.Generator:
+    """The host generator ``fit`` shuffles with: ``numpy.random.default_rng(seed)`` (PCG64)."""
+    return np.random.default_rng(seed)
+
+
+def fresh_seed() -> int:
+    """A random seed below 2**52 (exact in a float64, so a communicator can share it as a scalar)."""
+    return int(np.random.default_rng().integers(0, 2**52))
+
+
+def permutation(rng: np.random.Generator | None, m: int) -> np.ndarray:
+    """Host int64 indices 0…m−1, shuffled by ``rng`` (in order when ``rng`` is None)."""
+    if rng is None:
+        return np.arange(m, dtype=np.int64)
+    return rng.permutation(m).astype(np.int64)
+
+
+def rng_state(rng: np.random.Generator) -> dict:
+    """The generator's position as a JSON-serialisable dict (Python ints are arbitrary precision)."""
+    return rng.bit_generator.state
+
+
+def rng_from_state(state: dict) -> np.random.Generator:
+    """A generator that continues exactly where the one ``state`` was taken from stood."""
+    name = state.get("bit_generator", "PCG64")
+    bit_generator = getattr(np.random, name, None)
+    if bit_generator is None:
+        raise ConfigError(f"the saved RNG state names an unknown bit generator {name!r}; expected PCG64.")
+    gen = bit_generator()
+    gen.state = state
+    return np.random.Generator(gen)

@@ -1,0 +1,91 @@
+"""``bpgpu train``: train an MLP on the bundled digits (or the user's MNIST) and report test accuracy.
+
+The default — [64, 128, 64, 10], ReLU, softmax + cross-entropy, SGD η = 0.05 (×0.2 every 20 epochs),
+momentum 0.9, L2 weight_decay 1e-4, batch 32, 50 epochs, seed 0 — reaches about 98% on the digits'
+400 test images in about a second on a CPU. The device is ``--device``, else ``BPGPU_DEVICE``, else cpu.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from bpgpu.errors import ConfigError
+
+DEFAULT_HIDDEN_SIZES = (128, 64)
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.replace(" ", ",").split(",") if s]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--sizes takes layer widths like 64,128,64,10; got {text!r}") from None
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("train", help="train an MLP on the bundled digits (or MNIST) and report test accuracy",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=_sizes, default=None,
+                   help="layer widths, e.g. 64,128,64,10 (default: inputs,128,64,classes)")
+    p.add_argument("--hidden", default="relu", help="hidden activation: sigmoid, tanh, relu, identity (default relu)")
+    p.add_argument("--output", default=None, help="output activation: softmax, sigmoid, identity (default softmax)")
+    p.add_argument("--cost", default=None, help="cross_entropy or quadratic (default cross_entropy)")
+    p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"), help="default sgd")
+    p.add_argument("--lr", type=float, default=None, help="learning rate η (default 0.05 for sgd, 0.001 for adam)")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9; 0 = plain SGD)")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="L2, Nielsen's λ/n (default 1e-4)")
+    p.add_argument("--lr-step", type=int, default=20, help="multiply η by --lr-gamma every this many epochs (0: constant η; default 20)")
+    p.add_argument("--lr-gamma", type=float, default=0.2, help="the step decay factor (default 0.2)")
+    p.add_argument("--epochs", type=int, default=50, help="default 50")
+    p.add_argument("--batch-size", type=int, default=32, help="default 32")
+    p.add_argument("--device", default=None, help="cpu, gpu, cuda:N, auto (default: BPGPU_DEVICE, else cpu)")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"), help="default float32")
+    p.add_argument("--seed", type=int, default=0, help="initial weights and shuffling (default 0)")
+    p.add_argument("--save", metavar="PATH", default=None, help="save the trained model (load with bpgpu.load)")
+    p.add_argument("--mnist", metavar="DIR", default=None, help="train on MNIST IDX files in DIR instead of the digits")
+    p.add_argument("--plot", metavar="PATH", default=None, help="save cost/accuracy/gradient-norm plots (needs matplotlib)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import bpgpu
+    from bpgpu import datasets, schedules
+
+    if args.mnist:
+        (x_train, y_train), (x_test, y_test) = datasets.load_mnist(args.mnist, dtype=args.dtype)
+        data_name = f"MNIST ({args.mnist})"
+    else:
+        (x_train, y_train), (x_test, y_test) = datasets.load_digits(dtype=args.dtype)
+        data_name = "digits (bundled, 8×8)"
+    n_features, n_classes = x_train.shape[1], int(y_train.max()) + 1
+    sizes = args.sizes or [n_features, *DEFAULT_HIDDEN_SIZES, n_classes]
+    if sizes[0] != n_features:
+        raise ConfigError(f"--sizes starts with {sizes[0]} inputs but the {data_name} data has {n_features} features.")
+    net = bpgpu.MLP(sizes, hidden=args.hidden, output=args.output, cost=args.cost, dtype=args.dtype,
+                    device=args.device, seed=args.seed)
+    lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adam" else 0.05)
+    schedule = schedules.step(lr, args.lr_step, args.lr_gamma) if args.lr_step > 0 else schedules.constant(lr)
+    if args.optimizer == "adam":
+        optimizer: Any = bpgpu.Adam(schedule=schedule, weight_decay=args.weight_decay)
+    else:
+        optimizer = bpgpu.SGD(schedule=schedule, momentum=args.momentum, weight_decay=args.weight_decay)
+    print(f"data:      {data_name}: {len(x_train)} training, {len(x_test)} test examples")
+    print(f"network:   {net!r}, {net.num_parameters:,} parameters")
+    print(f"optimizer: {optimizer!r}, batch {args.batch_size}, {args.epochs} epochs")
+
+    start = time.perf_counter()
+    history = net.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
+                      validation_data=(x_test, y_test), seed=args.seed, progress=not args.no_progress)
+    seconds = time.perf_counter() - start
+    result = net.evaluate(x_test, y_test)
+    accuracy = result["accuracy"]
+    shown = f"{100 * accuracy:.2f}%" if accuracy is not None else "n/a (regression)"
+    print(f"test accuracy: {shown} ({result['n']} examples), test cost {result['cost']:.4f}")
+    print(f"time: {seconds:.2f} s for {len(history)} epochs ({seconds / max(len(history), 1):.3f} s/epoch) on {net.backend.label}")
+    if args.save:
+        print(f"saved:     {net.save(args.save)}")
+    if args.plot:
+        print(f"plot:      {bpgpu.plot_history(history, args.plot, title=repr(net))}")
+    return 0

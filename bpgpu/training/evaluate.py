@@ -1,0 +1,97 @@
+"""Inference in batches: ``evaluate`` (cost, accuracy), ``predict`` (labels) and ``predict_proba``.
+
+Rows are fed ``batch_size`` at a time so a huge input never materialises all activations at once;
+sums stay on the device and are read once at the end. Array API only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from array_api_compat import array_namespace
+
+from bpgpu.errors import ConfigError
+from bpgpu.math import backprop as bp
+
+EVAL_BATCH = 4096
+
+
+def _check_batch(batch_size: int) -> int:
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer; got {batch_size!r}.")
+    return int(batch_size)
+
+
+def _outputs(net: Any, x: Any, batch_size: int) -> Any:
+    """A^L for device rows ``x``, computed ``batch_size`` rows at a time."""
+    xp = net.xp
+    parts = []
+    for start in range(0, x.shape[0], batch_size):
+        xb = x[start:start + batch_size, :]
+        parts.append(bp.feedforward(net.weights, net.biases, net.hidden, net.objective.output, xb)[1])
+    return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
+
+
+def labels_from_outputs(output: str, a: Any) -> Any:
+    """Class labels from A^L: argmax for softmax, a ≥ 0.5 for sigmoid (1-D for a single unit);
+    identity outputs are returned unchanged (regression)."""
+    xp = array_namespace(a)
+    if output == "softmax":
+        return xp.argmax(a, axis=1)
+    if output == "sigmoid":
+        labels = xp.astype(a >= 0.5, xp.int64)
+        return labels[:, 0] if a.shape[1] == 1 else labels
+    return a
+
+
+def _correct(output: str, a: Any, y: Any) -> Any:
+    """Number of correctly classified rows (a 0-d device array) or None for regression."""
+    xp = array_namespace(a)
+    if output == "softmax":
+        hit = xp.argmax(a, axis=1) == xp.argmax(y, axis=1)
+    elif output == "sigmoid":
+        hit = xp.all((a >= 0.5) == (y >= 0.5), axis=1)
+    else:
+        return None
+    return xp.sum(xp.astype(hit, xp.int64))
+
+
+def evaluate_arrays(net: Any, x: Any, y: Any, batch_size: int = EVAL_BATCH) -> dict[str, Any]:
+    """``evaluate`` on rows already validated and on the device (``net.as_features`` / ``as_targets``)."""
+    batch_size = _check_batch(batch_size)
+    xp = net.xp
+    m = x.shape[0]
+    total = xp.zeros((), dtype=net.dtype, device=net.device)
+    correct = None
+    for start in range(0, m, batch_size):
+        xb, yb = x[start:start + batch_size, :], y[start:start + batch_size, :]
+        z, a, _ = bp.feedforward(net.weights, net.biases, net.hidden, net.objective.output, xb)
+        total = total + xp.sum(net.objective.per_example(z, a, yb))
+        hits = _correct(net.output, a, yb)
+        if hits is not None:
+            correct = hits if correct is None else correct + hits
+    return {
+        "cost": float(total) / m,
+        "accuracy": None if correct is None else int(correct) / m,
+        "n": int(m),
+    }
+
+
+def evaluate(net: Any, x: Any, y: Any, batch_size: int = EVAL_BATCH) -> dict[str, Any]:
+    """``{"cost": mean cost, "accuracy": fraction correct (None for an identity output), "n": rows}``.
+
+    Accuracy: argmax(A^L) = argmax(Y) for softmax; every sigmoid unit on the right side of 0.5.
+    """
+    x = net.as_features(x)
+    return evaluate_arrays(net, x, net.as_targets(y, x.shape[0]), batch_size)
+
+
+def predict_proba(net: Any, x: Any, batch_size: int = EVAL_BATCH) -> Any:
+    """The output activations A^L (class probabilities for softmax / sigmoid), on the device."""
+    return _outputs(net, net.as_features(x), _check_batch(batch_size))
+
+
+def predict(net: Any, x: Any, batch_size: int = EVAL_BATCH) -> Any:
+    """Class labels (argmax for softmax, threshold 0.5 for sigmoid) or the raw outputs of an
+    identity (regression) output, as a device array."""
+    return labels_from_outputs(net.output, predict_proba(net, x, batch_size))

@@ -1,0 +1,226 @@
+"""Optimizers: SGD (momentum, Nesterov) and Adam, written against the array API.
+
+L2 regularisation in Nielsen's form: C = C0 + (λ/2n) Σ_w w², so ∂C/∂w = ∂C0/∂w + (λ/n) w and the SGD
+step is w → (1 − ηλ/n) w − η ∂C0/∂w. Here ``weight_decay`` is λ/n: the gradient of every *weight*
+matrix gets ``weight_decay · W`` added before the update (biases are not decayed). This is the
+coupled L2 of ``torch.optim.SGD`` / ``torch.optim.Adam`` with ``weight_decay`` on the weights only.
+
+State (velocities, moments) is allocated on the parameters' device with their dtype. Each update
+builds new arrays and rebinds the list entries (``net.weights[l] = …``), which is correct on every
+backend, including those whose arrays are immutable (array-api-strict, JAX).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from array_api_compat import array_namespace
+
+from bpgpu.errors import ConfigError
+from bpgpu.training.schedules import Schedule, as_schedule, schedule_config
+from bpgpu.training.schedules import from_config as schedule_from_config
+
+
+def _zeros_like(p: Any) -> Any:
+    return array_namespace(p).zeros(p.shape, dtype=p.dtype, device=p.device)
+
+
+class Optimizer:
+    """Base class: a learning-rate schedule, L2 on the weights, and per-parameter state lists."""
+
+    name = ""
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, lr: float | Schedule | None, weight_decay: float, schedule: Schedule | None) -> None:
+        if (lr is None) == (schedule is None):
+            raise ConfigError(
+                f"{type(self).__name__} needs a learning rate: give lr=0.1 (a number or a callable epoch -> lr) "
+                "or schedule=bpgpu.schedules.step(0.1, every=10), not both."
+            )
+        self.schedule = as_schedule(lr if schedule is None else schedule)
+        if float(weight_decay) < 0:
+            raise ConfigError(f"weight_decay must be ≥ 0 (it is Nielsen's λ/n); got {weight_decay!r}.")
+        self.weight_decay = float(weight_decay)
+        self.epoch = 0
+        self.lr = self._lr_at(0)
+        self.state: dict[str, list[Any]] = {}
+
+    # -- schedule ----------------------------------------------------------------------------------
+    def _lr_at(self, epoch: int) -> float:
+        lr = float(self.schedule(epoch))
+        if not (lr > 0 and math.isfinite(lr)):
+            raise ConfigError(f"the learning rate for epoch {epoch} is {lr!r}; it must be a positive finite number.")
+        return lr
+
+    def set_epoch(self, epoch: int) -> float:
+        """Set η for ``epoch`` (0-based) from the schedule and return it."""
+        self.epoch = int(epoch)
+        self.lr = self._lr_at(self.epoch)
+        return self.lr
+
+    # -- state -------------------------------------------------------------------------------------
+    def ensure_state(self, params: Sequence[Any]) -> None:
+        """Allocate zero state shaped like ``params`` (on their device) unless state that fits exists."""
+        for name in self.state_names:
+            current = self.state.get(name)
+            fits = current is not None and len(current) == len(params) and all(
+                tuple(s.shape) == tuple(p.shape) and s.dtype == p.dtype and str(s.device) == str(p.device)
+                for s, p in zip(current, params)
+            )
+            if not fits:
+                self.reset(params)
+                return
+
+    def reset(self, params: Sequence[Any]) -> None:
+        """Forget the state: zero velocities / moments and step count."""
+        self.state = {name: [_zeros_like(p) for p in params] for name in self.state_names}
+        self.steps = 0
+
+    def scalars(self) -> dict[str, Any]:
+        """Non-array state (the step count) for checkpoints."""
+        return {"steps": int(getattr(self, "steps", 0))}
+
+    def load_state(self, arrays: dict[str, list[Any]], scalars: dict[str, Any]) -> None:
+        """Restore state saved with :meth:`scalars` and ``self.state`` (arrays already on the device)."""
+        missing = [n for n in self.state_names if n not in arrays]
+        if missing:
+            raise ConfigError(f"the saved {self.name} state lacks {missing}; was it saved by another optimizer?")
+        self.state = {n: list(arrays[n]) for n in self.state_names}
+        self.steps = int(scalars.get("steps", 0))
+
+    def config(self) -> dict[str, Any]:
+        """Hyper-parameters (the schedule as its config, None for an arbitrary callable)."""
+        return {"name": self.name, "schedule": schedule_config(self.schedule), "weight_decay": self.weight_decay}
+
+    # -- the update --------------------------------------------------------------------------------
+    def step(
+        self, weights: Sequence[Any], biases: Sequence[Any], grad_w: Sequence[Any], grad_b: Sequence[Any]
+    ) -> tuple[list[Any], list[Any]]:
+        """One update with the current η; returns the new (weights, biases) lists."""
+        params = list(weights) + list(biases)
+        grads = list(grad_w) + list(grad_b)
+        self.ensure_state(params)
+        self.steps = getattr(self, "steps", 0) + 1
+        n = len(weights)
+        new = []
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if i < n and self.weight_decay:
+                g = g + self.weight_decay * p  # ∂C0/∂W + (λ/n) W   (weights only)
+            new.append(self._update(i, p, g))
+        return new[:n], new[n:]
+
+    def _update(self, i: int, p: Any, g: Any) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, optionally with (Nesterov) momentum μ (as ``torch.optim.SGD``):
+
+        v ← μ v + g;   p ← p − η (g + μ v) if nesterov else p − η v      (v = 0 initially)
+
+    With μ = 0 it is Nielsen's w → w − η ∂C/∂w.
+    """
+
+    name = "sgd"
+
+    def __init__(
+        self, lr: float | Schedule | None = None, momentum: float = 0.0, nesterov: bool = False,
+        weight_decay: float = 0.0, schedule: Schedule | None = None,
+    ) -> None:
+        if not 0.0 <= float(momentum) < 1.0:
+            raise ConfigError(f"momentum must be in [0, 1); got {momentum!r}.")
+        if nesterov and not momentum:
+            raise ConfigError("nesterov=True needs momentum > 0 (e.g. momentum=0.9).")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+        self.state_names = ("velocity",) if self.momentum else ()
+        super().__init__(lr, weight_decay, schedule)
+
+    def _update(self, i: int, p: Any, g: Any) -> Any:
+        if self.momentum:
+            v = self.momentum * self.state["velocity"][i] + g
+            self.state["velocity"][i] = v
+            g = g + self.momentum * v if self.nesterov else v
+        return p - self.lr * g
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+    def __repr__(self) -> str:
+        return f"SGD(lr={self.schedule!r}, momentum={self.momentum}, nesterov={self.nesterov}, weight_decay={self.weight_decay})"
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015), as ``torch.optim.Adam``; with t the step count:
+
+        m ← β1 m + (1−β1) g;   v ← β2 v + (1−β2) g²
+        p ← p − (η / (1−β1^t)) · m / (√v / √(1−β2^t) + ε)
+    """
+
+    name = "adam"
+    state_names = ("m", "v")
+
+    def __init__(
+        self, lr: float | Schedule | None = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+        weight_decay: float = 0.0, schedule: Schedule | None = None,
+    ) -> None:
+        b1, b2 = (float(b) for b in betas)
+        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+            raise ConfigError(f"betas must both be in [0, 1); got {betas!r}.")
+        if not float(eps) > 0:
+            raise ConfigError(f"eps must be > 0; got {eps!r}.")
+        self.betas = (b1, b2)
+        self.eps = float(eps)
+        super().__init__(None if schedule is not None else lr, weight_decay, schedule)
+
+    def step(self, weights, biases, grad_w, grad_b):  # type: ignore[override]
+        self._t = getattr(self, "steps", 0) + 1  # the step about to be taken
+        b1, b2 = self.betas
+        self._step_size = self.lr / (1.0 - b1**self._t)
+        self._bc2_sqrt = math.sqrt(1.0 - b2**self._t)
+        return super().step(weights, biases, grad_w, grad_b)
+
+    def _update(self, i: int, p: Any, g: Any) -> Any:
+        xp = array_namespace(p)
+        b1, b2 = self.betas
+        m = b1 * self.state["m"][i] + (1.0 - b1) * g
+        v = b2 * self.state["v"][i] + (1.0 - b2) * (g * g)
+        self.state["m"][i], self.state["v"][i] = m, v
+        return p - self._step_size * (m / (xp.sqrt(v) / self._bc2_sqrt + self.eps))
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "betas": list(self.betas), "eps": self.eps}
+
+    def __repr__(self) -> str:
+        return f"Adam(lr={self.schedule!r}, betas={self.betas}, eps={self.eps}, weight_decay={self.weight_decay})"
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam}
+
+
+def from_config(config: dict[str, Any]) -> Optimizer:
+    """Rebuild an optimizer from :meth:`Optimizer.config` (checkpoints)."""
+    args = dict(config)
+    name = args.pop("name", None)
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}.")
+    schedule = args.pop("schedule", None)
+    if schedule is None:
+        raise ConfigError(
+            "this checkpoint's optimizer used a custom learning-rate callable, which cannot be saved; "
+            "pass the same optimizer again: fit(..., optimizer=..., resume=path)."
+        )
+    if "betas" in args:
+        args["betas"] = tuple(args["betas"])
+    return OPTIMIZERS[name](schedule=schedule_from_config(schedule), **args)
+
+
+def make(name: str, lr: float | Schedule | None = None, **kwargs: Any) -> Optimizer:
+    """An optimizer by name ("sgd" or "adam"), e.g. for the command line."""
+    key = name.lower()
+    if key not in OPTIMIZERS:
+        raise ConfigError(f"optimizer={name!r} is not one bpgpu knows; valid: {', '.join(OPTIMIZERS)}.")
+    if lr is None:
+        lr = 1e-3 if key == "adam" else 0.1
+    return OPTIMIZERS[key](lr, **kwargs)
