@@ -27,7 +27,7 @@ def _outputs(net: Any, x: Any, batch_size: int) -> Any:
     xp = net.xp
     parts = []
     for start in range(0, x.shape[0], batch_size):
-        xb = x[start:start + batch_size, :]
+        xb = x[start:min(start + batch_size, x.shape[0]), :]
         parts.append(bp.feedforward(net.weights, net.biases, net.hidden, net.objective.output, xb)[1])
     return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
 
@@ -64,7 +64,8 @@ def evaluate_arrays(net: Any, x: Any, y: Any, batch_size: int = EVAL_BATCH) -> d
     total = xp.zeros((), dtype=net.dtype, device=net.device)
     correct = None
     for start in range(0, m, batch_size):
-        xb, yb = x[start:start + batch_size, :], y[start:start + batch_size, :]
+        stop = min(start + batch_size, m)
+        xb, yb = x[start:stop, :], y[start:stop, :]
         z, a, _ = bp.feedforward(net.weights, net.biases, net.hidden, net.objective.output, xb)
         total = total + xp.sum(net.objective.per_example(z, a, yb))
         hits = _correct(net.output, a, yb)

@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 from bpgpu.backend.arrays import to_backend, to_host
+from bpgpu.backend.floaterrors import quiet_float_errors
 from bpgpu.backend.random import fresh_seed, permutation, rng_from_state, rng_state, shuffle_rng
 from bpgpu.distributed.comm import LocalComm, shard_bounds
 from bpgpu.errors import ConfigError, DivergenceError
@@ -107,7 +108,7 @@ def _locate_divergence(net, optimizer, x, y, idx, batch_size, comm, epoch, start
     for b, start in enumerate(range(0, m, batch_size)):
         before = (list(net.weights), list(net.biases),
                   {k: list(v) for k, v in optimizer.state.items()}, getattr(optimizer, "steps", 0))
-        cost, _ = _step(net, optimizer, x, y, idx[start:start + batch_size], comm)
+        cost, _ = _step(net, optimizer, x, y, idx[start:min(start + batch_size, m)], comm)
         cost_ok, params_ok = bool(xp.isfinite(cost)), bool(xp.isfinite(_finite_probe(net)))
         if not (cost_ok and params_ok):
             _restore(net, optimizer, before)
@@ -220,49 +221,59 @@ def fit(
 
     n_batches = -(-m // batch_size)
     bar = Progress(progress and root, epochs, first_epoch, n_batches)
-    layers = len(net.weights)
     try:
-        for epoch in range(first_epoch, epochs):
-            lr = optimizer.set_epoch(epoch)
-            bar.start_epoch(epoch)
-            t0 = time.perf_counter()
-            idx = to_backend(permutation(rng, m), net.backend, xp.int64)
-            start_snap = _snapshot(net, optimizer)
-            cost_sum = xp.zeros((), dtype=net.dtype, device=net.device)
-            norm_sums = [xp.zeros((), dtype=net.dtype, device=net.device) for _ in range(layers)]
-            for b, start in enumerate(range(0, m, batch_size)):
-                batch = idx[start:start + batch_size]
-                cost, grad_w = _step(net, optimizer, x, y, batch, comm)
-                cost_sum = cost_sum + cost * batch.shape[0]
-                if record_grad_norms:
-                    norm_sums = [s + xp.sqrt(xp.sum(g * g)) for s, g in zip(norm_sums, grad_w)]
-                seen = min(start + batch_size, m)
-                bar.batch(b, seen, float(cost_sum) / seen if bar.wants_cost(b) else None)
-            host = to_host(xp.stack([cost_sum, _finite_probe(net)] + norm_sums)).tolist()
-            if not all(v == v and abs(v) != float("inf") for v in host[:2]):
-                raise _locate_divergence(net, optimizer, x, y, idx, batch_size, comm, epoch, start_snap)
-            row: dict[str, Any] = {"epoch": epoch + 1, "cost": host[0] / m, "lr": lr, "val_cost": None, "val_accuracy": None,
-                                   "grad_norms": [v / n_batches for v in host[2:]] if record_grad_norms else []}
-            if val is not None:
-                result = evaluate_arrays(net, *val)
-                row["val_cost"], row["val_accuracy"] = result["cost"], result["accuracy"]
-            row["seconds"] = time.perf_counter() - t0
-            history.append(**row)
-            bar.end_epoch(row, m)
-            stop = es.update(epoch + 1, row, net.weights, net.biases) if es is not None else False
-            if stop:
-                history.stopped_epoch = epoch + 1
-            last = stop or epoch + 1 == epochs
-            if es is not None:
-                history.best_epoch = es.best_epoch
-            if checkpoint is not None and root and ((epoch + 1) % checkpoint_every == 0 or last):
-                path = str(checkpoint).format(epoch=epoch + 1) if "{epoch" in str(checkpoint) else checkpoint
-                ckpt.save(path, net, epoch + 1, optimizer, rng_state(rng) if rng is not None else None,
-                          history.to_dict(), es, {"batch_size": batch_size, "shuffle": bool(shuffle), "epochs": epochs})
-            if stop:
-                break
+        with quiet_float_errors(net.backend):  # NaN/inf are caught below and raised as DivergenceError
+            _epochs(net, optimizer, x, y, val, m, batch_size, epochs, first_epoch, rng, es, history, bar, comm,
+                    record_grad_norms, checkpoint, checkpoint_every, shuffle, root)
     finally:
         bar.close()
     if es is not None and es.restore_best and es.best_params is not None and es.best_epoch != len(history):
         net.weights[:], net.biases[:] = list(es.best_params[0]), list(es.best_params[1])
     return history
+
+
+def _epochs(net, optimizer, x, y, val, m, batch_size, epochs, first_epoch, rng, es, history, bar, comm,
+            record_grad_norms, checkpoint, checkpoint_every, shuffle, root) -> None:
+    """The epochs of :func:`fit` (its arguments already checked and on the device)."""
+    xp = net.xp
+    layers = len(net.weights)
+    n_batches = -(-m // batch_size)
+    for epoch in range(first_epoch, epochs):
+        lr = optimizer.set_epoch(epoch)
+        bar.start_epoch(epoch)
+        t0 = time.perf_counter()
+        idx = to_backend(permutation(rng, m), net.backend, xp.int64)
+        start_snap = _snapshot(net, optimizer)
+        cost_sum = xp.zeros((), dtype=net.dtype, device=net.device)
+        norm_sums = [xp.zeros((), dtype=net.dtype, device=net.device) for _ in range(layers)]
+        for b, start in enumerate(range(0, m, batch_size)):
+            batch = idx[start:min(start + batch_size, m)]
+            cost, grad_w = _step(net, optimizer, x, y, batch, comm)
+            cost_sum = cost_sum + cost * batch.shape[0]
+            if record_grad_norms:
+                norm_sums = [s + xp.sqrt(xp.sum(g * g)) for s, g in zip(norm_sums, grad_w)]
+            seen = min(start + batch_size, m)
+            bar.batch(b, seen, float(cost_sum) / seen if bar.wants_cost(b) else None)
+        host = to_host(xp.stack([cost_sum, _finite_probe(net)] + norm_sums)).tolist()
+        if not all(v == v and abs(v) != float("inf") for v in host[:2]):
+            raise _locate_divergence(net, optimizer, x, y, idx, batch_size, comm, epoch, start_snap)
+        row: dict[str, Any] = {"epoch": epoch + 1, "cost": host[0] / m, "lr": lr, "val_cost": None, "val_accuracy": None,
+                               "grad_norms": [v / n_batches for v in host[2:]] if record_grad_norms else []}
+        if val is not None:
+            result = evaluate_arrays(net, *val)
+            row["val_cost"], row["val_accuracy"] = result["cost"], result["accuracy"]
+        row["seconds"] = time.perf_counter() - t0
+        history.append(**row)
+        bar.end_epoch(row, m)
+        stop = es.update(epoch + 1, row, net.weights, net.biases) if es is not None else False
+        if stop:
+            history.stopped_epoch = epoch + 1
+        last = stop or epoch + 1 == epochs
+        if es is not None:
+            history.best_epoch = es.best_epoch
+        if checkpoint is not None and root and ((epoch + 1) % checkpoint_every == 0 or last):
+            path = str(checkpoint).format(epoch=epoch + 1) if "{epoch" in str(checkpoint) else checkpoint
+            ckpt.save(path, net, epoch + 1, optimizer, rng_state(rng) if rng is not None else None,
+                      history.to_dict(), es, {"batch_size": batch_size, "shuffle": bool(shuffle), "epochs": epochs})
+        if stop:
+            break
