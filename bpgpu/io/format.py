@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import zipfile
 from typing import Any
 
 import numpy as np
@@ -74,14 +73,22 @@ def read(path: str | os.PathLike, kind: str) -> tuple[dict[str, Any], dict[str, 
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path!r}.")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if HEADER_KEY not in npz.files:
-                raise ModelFileError(f"{path!r} is an npz file but not a bpgpu file (it has no {HEADER_KEY!r} entry).")
-            header = json.loads(bytes(npz[HEADER_KEY]).decode("utf-8"))
-            arrays = {name: npz[name] for name in npz.files if name != HEADER_KEY}
+        # Our own handle (closed even when np.load fails half-way); only a zip is parsed, so np.load can
+        # never fall through to its pickle or .npy branches. Any exception while parsing untrusted bytes
+        # (BadZipFile, NotImplementedError for a garbled zip version, struct/zlib errors, EOF, a huge
+        # claimed shape's MemoryError, ...) means a damaged file.
+        with open(path, "rb") as handle:
+            if handle.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):
+                raise ModelFileError(f"{path!r} is not an npz file (no zip signature); it is not a bpgpu file.")
+            handle.seek(0)
+            with np.load(handle, allow_pickle=False) as npz:
+                if HEADER_KEY not in npz.files:
+                    raise ModelFileError(f"{path!r} is an npz file but not a bpgpu file (it has no {HEADER_KEY!r} entry).")
+                header = json.loads(bytes(npz[HEADER_KEY]).decode("utf-8"))
+                arrays = {name: npz[name] for name in npz.files if name != HEADER_KEY}
     except ModelFileError:
         raise
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+    except Exception as exc:  # see above: nothing but ModelFileError may come out of a bad file
         raise ModelFileError(
             f"{path!r} cannot be read as a bpgpu file: it is truncated, corrupted or not an npz "
             f"({type(exc).__name__}: {exc}). Save it again with net.save(path)."
@@ -91,7 +98,7 @@ def read(path: str | os.PathLike, kind: str) -> tuple[dict[str, Any], dict[str, 
     if header.get("format") != kind:
         raise ModelFileError(f"{path!r} holds {header.get('format')!r}, but a {kind!r} file was expected.")
     version = header.get("format_version")
-    if not isinstance(version, int) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ModelFileError(f"{path!r} has an invalid format_version {version!r}; expected {FORMAT_VERSION}.")
     if version > FORMAT_VERSION:
         raise ModelFileError(
@@ -102,6 +109,8 @@ def read(path: str | os.PathLike, kind: str) -> tuple[dict[str, Any], dict[str, 
     if not isinstance(shapes, dict):
         raise ModelFileError(f"{path!r}: the header lacks the 'arrays' table; the file is corrupted.")
     for name, shape in shapes.items():
+        if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+            raise ModelFileError(f"{path!r}: the header gives array {name!r} the invalid shape {shape!r}; the file is corrupted.")
         if name not in arrays:
             raise ModelFileError(f"{path!r}: the header lists array {name!r} but the file lacks it (truncated?).")
         if list(arrays[name].shape) != list(shape):
