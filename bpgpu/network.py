@@ -138,7 +138,7 @@ class MLP:
         return evaluate(self, x, y, batch_size)
 
     def predict(self, x: Any, batch_size: int = 4096) -> Any:
-        """Class labels (argmax for softmax, ≥ 0.5 for sigmoid) or raw outputs (identity), on the device."""
+        """Class labels (argmax over several units, ≥ 0.5 for one sigmoid unit) or raw outputs (identity)."""
         from bpgpu.training.evaluate import predict
 
         return predict(self, x, batch_size)

@@ -53,6 +53,10 @@ def test_train_on_mnist_idx_files(tmp_path, capsys):
     assert main(["train", "--mnist", str(tmp_path), "--epochs", "2", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "MNIST" in out and "30 training, 10 test" in out and "[784, 128, 64, 10]" in out
+    nielsen = ["--sizes", "784,30,10", "--hidden", "sigmoid", "--output", "sigmoid", "--cost", "quadratic", "--lr", "3.0",
+               "--momentum", "0", "--weight-decay", "0", "--lr-step", "0", "--batch-size", "10"]
+    assert main(["train", "--mnist", str(tmp_path), "--epochs", "1", "--no-progress", *nielsen]) == 0
+    assert "output='sigmoid', cost='quadratic'" in capsys.readouterr().out
 
 
 def test_plot_history_writes_a_png(tmp_path):

@@ -221,3 +221,24 @@ def test_data_parallel_training_equals_single_process(size, tmp_path):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
     assert [r[2] for r in results] == [True] + [False] * (size - 1)  # only rank 0 writes checkpoints
     np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-12)
+
+
+def test_predict_and_evaluate_per_output_kind():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(9, 4))
+    multi = bpgpu.MLP([4, 3], output="sigmoid", dtype="float64", seed=0)  # Nielsen: argmax over sigmoid units
+    proba = to_host(multi.predict_proba(x))
+    np.testing.assert_array_equal(to_host(multi.predict(x)), proba.argmax(axis=1))
+    onehot = np.eye(3)[proba.argmax(axis=1)]
+    assert multi.evaluate(x, onehot)["accuracy"] == 1.0
+    single = bpgpu.MLP([4, 1], dtype="float64", seed=0)
+    labels = to_host(single.predict(x))
+    np.testing.assert_array_equal(labels, (to_host(single.predict_proba(x))[:, 0] >= 0.5).astype(np.int64))
+    assert single.evaluate(x, labels)["accuracy"] == 1.0 and single.evaluate(x, 1 - labels)["accuracy"] == 0.0
+    reg = bpgpu.MLP([4, 2], output="identity", dtype="float64", seed=0)
+    np.testing.assert_array_equal(to_host(reg.predict(x)), to_host(reg.forward(x)))
+    result = reg.evaluate(x, np.zeros((9, 2)))
+    assert result["accuracy"] is None and result["n"] == 9
+    big = bpgpu.MLP([4, 3], dtype="float64", seed=0)  # batched evaluation = one pass
+    np.testing.assert_allclose(big.evaluate(x, [0] * 9, batch_size=2)["cost"], big.cost(x, [0] * 9), rtol=1e-12)
+    np.testing.assert_allclose(to_host(big.predict_proba(x, batch_size=4)), to_host(big.forward(x)), rtol=1e-13)

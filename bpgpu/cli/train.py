@@ -65,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--sizes starts with {sizes[0]} inputs but the {data_name} data has {n_features} features.")
     net = bpgpu.MLP(sizes, hidden=args.hidden, output=args.output, cost=args.cost, dtype=args.dtype,
                     device=args.device, seed=args.seed)
+    if net.output != "softmax" and net.sizes[-1] > 1:  # Nielsen's sigmoid outputs learn one-hot rows
+        import numpy as np
+
+        eye = np.eye(net.sizes[-1], dtype=args.dtype)
+        y_train, y_test = eye[y_train], eye[y_test]
     lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adam" else 0.05)
     schedule = schedules.step(lr, args.lr_step, args.lr_gamma) if args.lr_step > 0 else schedules.constant(lr)
     if args.optimizer == "adam":

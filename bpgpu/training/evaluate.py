@@ -33,26 +33,25 @@ def _outputs(net: Any, x: Any, batch_size: int) -> Any:
 
 
 def labels_from_outputs(output: str, a: Any) -> Any:
-    """Class labels from A^L: argmax for softmax, a ≥ 0.5 for sigmoid (1-D for a single unit);
-    identity outputs are returned unchanged (regression)."""
+    """Class labels from A^L: argmax over several softmax or sigmoid units (Nielsen's ``evaluate``),
+    a ≥ 0.5 for a single sigmoid unit; identity outputs are returned unchanged (regression)."""
     xp = array_namespace(a)
-    if output == "softmax":
-        return xp.argmax(a, axis=1)
-    if output == "sigmoid":
-        labels = xp.astype(a >= 0.5, xp.int64)
-        return labels[:, 0] if a.shape[1] == 1 else labels
-    return a
+    if output == "identity":
+        return a
+    if a.shape[1] == 1:
+        return xp.astype(a[:, 0] >= 0.5, xp.int64)
+    return xp.argmax(a, axis=1)
 
 
 def _correct(output: str, a: Any, y: Any) -> Any:
     """Number of correctly classified rows (a 0-d device array) or None for regression."""
     xp = array_namespace(a)
-    if output == "softmax":
-        hit = xp.argmax(a, axis=1) == xp.argmax(y, axis=1)
-    elif output == "sigmoid":
-        hit = xp.all((a >= 0.5) == (y >= 0.5), axis=1)
-    else:
+    if output == "identity":
         return None
+    if a.shape[1] == 1:
+        hit = (a[:, 0] >= 0.5) == (y[:, 0] >= 0.5)
+    else:
+        hit = xp.argmax(a, axis=1) == xp.argmax(y, axis=1)
     return xp.sum(xp.astype(hit, xp.int64))
 
 
@@ -81,7 +80,8 @@ def evaluate_arrays(net: Any, x: Any, y: Any, batch_size: int = EVAL_BATCH) -> d
 def evaluate(net: Any, x: Any, y: Any, batch_size: int = EVAL_BATCH) -> dict[str, Any]:
     """``{"cost": mean cost, "accuracy": fraction correct (None for an identity output), "n": rows}``.
 
-    Accuracy: argmax(A^L) = argmax(Y) for softmax; every sigmoid unit on the right side of 0.5.
+    Accuracy: argmax(A^L) = argmax(Y) for several output units (softmax, or sigmoid as in Nielsen's
+    network.py); A^L ≥ 0.5 ⇔ Y ≥ 0.5 for a single sigmoid unit.
     """
     x = net.as_features(x)
     return evaluate_arrays(net, x, net.as_targets(y, x.shape[0]), batch_size)
@@ -93,6 +93,6 @@ def predict_proba(net: Any, x: Any, batch_size: int = EVAL_BATCH) -> Any:
 
 
 def predict(net: Any, x: Any, batch_size: int = EVAL_BATCH) -> Any:
-    """Class labels (argmax for softmax, threshold 0.5 for sigmoid) or the raw outputs of an
+    """Class labels (argmax over several units, threshold 0.5 for one sigmoid unit) or the raw outputs of an
     identity (regression) output, as a device array."""
     return labels_from_outputs(net.output, predict_proba(net, x, batch_size))
