@@ -12,14 +12,13 @@ from array_api_compat import array_namespace
 
 from bpgpu.errors import ConfigError
 from bpgpu.math import backprop as bp
+from bpgpu.validation import check_int
 
 EVAL_BATCH = 4096
 
 
 def _check_batch(batch_size: int) -> int:
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer; got {batch_size!r}.")
-    return int(batch_size)
+    return check_int(batch_size, "batch_size", 1)  # TypeError for non-integers, ConfigError below 1
 
 
 def _outputs(net: Any, x: Any, batch_size: int) -> Any:

@@ -28,14 +28,17 @@ from bpgpu.backend.floaterrors import quiet_float_errors
 from bpgpu.backend.random import fresh_seed, permutation, rng_from_state, rng_state, shuffle_rng
 from bpgpu.distributed.comm import LocalComm, shard_bounds
 from bpgpu.errors import ConfigError, DivergenceError
+from bpgpu.guards import raise_if_out_of_memory
 from bpgpu.io import checkpoint as ckpt
 from bpgpu.math import backprop as bp
 from bpgpu.training.early_stopping import as_early_stopping, copy_arrays
 from bpgpu.training.evaluate import evaluate_arrays
 from bpgpu.training.history import History
-from bpgpu.training.optimizers import SGD, Optimizer
+from bpgpu.training.optimizers import OPTIMIZERS, SGD, Optimizer
+from bpgpu.training.optimizers import make as make_optimizer
 from bpgpu.training.optimizers import from_config as optimizer_from_config
 from bpgpu.training.progress import Progress
+from bpgpu.validation import check_int
 
 
 def default_optimizer() -> Optimizer:
@@ -44,9 +47,7 @@ def default_optimizer() -> Optimizer:
 
 
 def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ConfigError(f"{name} must be a positive integer; got {value!r}.")
-    return int(value)
+    return check_int(value, name, 1)  # TypeError for non-integers, ConfigError below 1
 
 
 # -- one step ----------------------------------------------------------------------------------------
@@ -206,6 +207,8 @@ def fit(
             rng = None
     else:
         optimizer = default_optimizer() if optimizer is None else optimizer
+        if isinstance(optimizer, str):  # a name, with its default settings
+            optimizer = make_optimizer(optimizer)
         if shuffle and seed is None:
             seed = fresh_seed()
             if comm.size > 1:  # every rank must draw the same permutations
@@ -216,7 +219,9 @@ def fit(
             net.weights[:] = comm.broadcast(net.weights, root=0)
             net.biases[:] = comm.broadcast(net.biases, root=0)
     if not isinstance(optimizer, Optimizer):
-        raise ConfigError(f"optimizer must be bpgpu.SGD(...) or bpgpu.Adam(...); got {optimizer!r}.")
+        raise ConfigError(
+            f"optimizer must be bpgpu.SGD(...), bpgpu.Adam(...) or a name ({', '.join(OPTIMIZERS)}); got {optimizer!r}."
+        )
     optimizer.ensure_state(net.weights + net.biases)
 
     n_batches = -(-m // batch_size)
@@ -225,6 +230,9 @@ def fit(
         with quiet_float_errors(net.backend):  # NaN/inf are caught below and raised as DivergenceError
             _epochs(net, optimizer, x, y, val, m, batch_size, epochs, first_epoch, rng, es, history, bar, comm,
                     record_grad_norms, checkpoint, checkpoint_every, shuffle, root)
+    except Exception as exc:  # once around all epochs: no per-batch cost
+        raise_if_out_of_memory(exc, net, batch_size)  # device OOM -> bpgpu.OutOfMemoryError (batch, sizes)
+        raise
     finally:
         bar.close()
     if es is not None and es.restore_best and es.best_params is not None and es.best_epoch != len(history):

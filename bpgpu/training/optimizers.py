@@ -18,6 +18,7 @@ from typing import Any, Sequence
 from array_api_compat import array_namespace
 
 from bpgpu.errors import ConfigError
+from bpgpu.validation import check_positive
 from bpgpu.training.schedules import Schedule, as_schedule, schedule_config
 from bpgpu.training.schedules import from_config as schedule_from_config
 
@@ -39,7 +40,7 @@ class Optimizer:
                 "or schedule=bpgpu.schedules.step(0.1, every=10), not both."
             )
         self.schedule = as_schedule(lr if schedule is None else schedule)
-        if float(weight_decay) < 0:
+        if check_positive(weight_decay, "weight_decay", allow_zero=True) < 0:
             raise ConfigError(f"weight_decay must be ≥ 0 (it is Nielsen's λ/n); got {weight_decay!r}.")
         self.weight_decay = float(weight_decay)
         self.epoch = 0
@@ -128,7 +129,7 @@ class SGD(Optimizer):
         self, lr: float | Schedule | None = None, momentum: float = 0.0, nesterov: bool = False,
         weight_decay: float = 0.0, schedule: Schedule | None = None,
     ) -> None:
-        if not 0.0 <= float(momentum) < 1.0:
+        if not 0.0 <= check_positive(momentum, "momentum", allow_zero=True) < 1.0:
             raise ConfigError(f"momentum must be in [0, 1); got {momentum!r}.")
         if nesterov and not momentum:
             raise ConfigError("nesterov=True needs momentum > 0 (e.g. momentum=0.9).")
@@ -165,10 +166,12 @@ class Adam(Optimizer):
         self, lr: float | Schedule | None = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
         weight_decay: float = 0.0, schedule: Schedule | None = None,
     ) -> None:
-        b1, b2 = (float(b) for b in betas)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair (beta1, beta2) like (0.9, 0.999); got {betas!r}.")
+        b1, b2 = (check_positive(b, "betas", allow_zero=True) for b in betas)
         if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
             raise ConfigError(f"betas must both be in [0, 1); got {betas!r}.")
-        if not float(eps) > 0:
+        if not check_positive(eps, "eps") > 0:
             raise ConfigError(f"eps must be > 0; got {eps!r}.")
         self.betas = (b1, b2)
         self.eps = float(eps)
@@ -218,7 +221,7 @@ def from_config(config: dict[str, Any]) -> Optimizer:
 
 def make(name: str, lr: float | Schedule | None = None, **kwargs: Any) -> Optimizer:
     """An optimizer by name ("sgd" or "adam"), e.g. for the command line."""
-    key = name.lower()
+    key = name.lower() if isinstance(name, str) else None
     if key not in OPTIMIZERS:
         raise ConfigError(f"optimizer={name!r} is not one bpgpu knows; valid: {', '.join(OPTIMIZERS)}.")
     if lr is None:

@@ -13,15 +13,13 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from bpgpu.errors import ConfigError
+from bpgpu.validation import check_positive
 
 Schedule = Callable[[int], float]
 
 
 def _positive(name: str, value: float) -> float:
-    value = float(value)
-    if not value > 0:
-        raise ConfigError(f"{name} must be a positive number; got {value!r}.")
-    return value
+    return check_positive(value, name)  # TypeError for non-numbers, ConfigError unless finite and > 0
 
 
 class Constant:
