@@ -51,11 +51,14 @@ def test_grad_norms_are_the_mean_norm_of_the_weight_gradients():
     assert net.copy().fit(x, y, epochs=1, batch_size=10, progress=False, record_grad_norms=False).grad_norms == [[]]
 
 
-def test_one_seed_gives_the_same_history_on_numpy_and_array_api_strict():
-    strict = pytest.importorskip("array_api_strict")
+@pytest.mark.parametrize("other", [pytest.param(("array_api_strict", "device1"), id="strict-device1"),
+                                   pytest.param(("cupy", "cuda:0"), id="cupy", marks=pytest.mark.gpu)])
+def test_one_seed_gives_the_same_history_on_numpy_and_another_backend(other):
+    from conftest import make_backend_kwargs
+
     x, y, xv, yv = _blobs()
     runs = []
-    for kwargs in ({"device": "cpu"}, {"xp": strict, "device": strict.Device("device1")}):
+    for kwargs in ({"device": "cpu"}, make_backend_kwargs(other)):
         net = bpgpu.MLP([5, 8, 3], hidden="relu", dtype="float64", seed=3, **kwargs)
         h = net.fit(x, y, epochs=4, batch_size=16, optimizer=bpgpu.Adam(0.01), validation_data=(xv, yv),
                     seed=7, progress=False)
