@@ -56,3 +56,17 @@ def test_a_non_zero_exit_inside_abort_on_error_stops_every_rank():
     assert proc.returncode != 0
     assert "rank 1 of 2 raised SystemExit" in proc.stderr
     assert "finished (should not happen)" not in proc.stdout
+
+
+@pytest.mark.parametrize("np_", [2, 3])
+def test_data_parallel_fit_ends_with_the_single_process_weights(np_, tmp_path):
+    out = _json(run_script(np_, "train_equality.py", tmp_path))
+    assert out["size"] == np_
+    for name, case in out["cases"].items():
+        assert case["moved"] > 1e-3, (name, case)  # training did change the weights
+        assert case["max_abs_diff"] < 1e-12, (name, case)
+        assert case["cost_diff"] < 1e-12, (name, case)
+        assert case["ranks_identical"], (name, case)
+    assert out["unseeded_ranks_identical"]
+    # only rank 0 writes checkpoints (each rank was given its own path)
+    assert out["checkpoints"] == ["adam-empty-shards-rank0.npz", "sgd-momentum-rank0.npz"]
