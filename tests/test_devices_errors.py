@@ -162,3 +162,27 @@ def test_auto_never_raises_for_a_missing_gpu(monkeypatch):
         devmod.cuda_status.cache_clear()
         monkeypatch.setitem(sys.modules, "cupy", module)
         assert bpgpu.MLP([2, 2], device="auto").backend.label == "cpu"
+
+
+def test_fit_moves_host_data_to_the_device_once_not_per_batch(monkeypatch):
+    """Host NumPy data is converted once at the API boundary; inside the loop only the per-epoch
+    permutation goes host → device and one stacked summary comes back per epoch."""
+    import bpgpu.training.loop as loop
+    import bpgpu.validation as validation
+
+    calls = {"boundary": 0, "loop_to_device": 0, "loop_to_host": 0}
+
+    def counting(name, real):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(validation, "to_backend", counting("boundary", validation.to_backend))
+    monkeypatch.setattr(loop, "to_backend", counting("loop_to_device", loop.to_backend))
+    monkeypatch.setattr(loop, "to_host", counting("loop_to_host", loop.to_host))
+    net = bpgpu.MLP([3, 4, 2], xp=xps, device=xps.Device("device1"), seed=0)
+    x = np.random.default_rng(1).normal(size=(40, 3))
+    y = np.arange(40) % 2
+    net.fit(x, y, 3, 4, progress=False, seed=0)  # 3 epochs × 10 batches
+    assert calls == {"boundary": 2, "loop_to_device": 3, "loop_to_host": 3}, calls
