@@ -214,3 +214,19 @@ def test_divergence_mid_epoch_names_the_batch():
         net.fit(x, y, 30, 8, optimizer=bpgpu.SGD(1e20), seed=0, progress=False)
     assert 1 <= info.value.batch <= 5
     assert all(np.all(np.isfinite(a)) for a in _params(net))
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["train", "--mnist", "/nonexistent/mnist"], ["--mnist", "/nonexistent/mnist"]),
+    (["train", "--hidden", "swish"], ["hidden='swish'", "valid:"]),
+    (["train", "--batch-size", "0", "--no-progress"], ["batch_size", "0"]),
+    (["train", "--device", "tpu"], ["device='tpu'", "cpu, gpu"]),
+])
+def test_the_command_line_prints_an_error_not_a_traceback(capsys, argv, words):
+    from bpgpu.cli.main import main
+
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("bpgpu train: error: ") and "Traceback" not in err
+    for word in words:
+        assert word in err, (word, err)

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except BpgpuError as exc:
+    except (BpgpuError, OSError) as exc:  # our errors and missing/unwritable files: a message, no traceback
         print(f"bpgpu {args.command}: error: {exc}", file=sys.stderr)
         return 1
 
