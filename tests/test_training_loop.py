@@ -52,6 +52,7 @@ def test_grad_norms_are_the_mean_norm_of_the_weight_gradients():
 
 
 @pytest.mark.parametrize("other", [pytest.param(("array_api_strict", "device1"), id="strict-device1"),
+                                   pytest.param(("torch", "cpu"), id="torch-cpu"),
                                    pytest.param(("cupy", "cuda:0"), id="cupy", marks=pytest.mark.gpu)])
 def test_one_seed_gives_the_same_history_on_numpy_and_another_backend(other):
     from conftest import make_backend_kwargs
@@ -245,3 +246,26 @@ def test_predict_and_evaluate_per_output_kind():
     big = bpgpu.MLP([4, 3], dtype="float64", seed=0)  # batched evaluation = one pass
     np.testing.assert_allclose(big.evaluate(x, [0] * 9, batch_size=2)["cost"], big.cost(x, [0] * 9), rtol=1e-12)
     np.testing.assert_allclose(to_host(big.predict_proba(x, batch_size=4)), to_host(big.forward(x)), rtol=1e-13)
+
+
+def test_data_moves_to_the_device_once_and_one_index_array_per_epoch(monkeypatch):
+    import bpgpu.training.loop as loop
+    import bpgpu.validation as validation
+
+    calls = {"to_backend": 0, "features": 0}
+    real_to_backend, real_features = loop.to_backend, validation.check_features
+
+    def counting_to_backend(*args, **kwargs):
+        calls["to_backend"] += 1
+        return real_to_backend(*args, **kwargs)
+
+    def counting_features(*args, **kwargs):
+        calls["features"] += 1
+        return real_features(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "to_backend", counting_to_backend)
+    monkeypatch.setattr(validation, "check_features", counting_features)
+    monkeypatch.setattr("bpgpu.network.check_features", counting_features)
+    x, y, xv, yv = _blobs()
+    bpgpu.MLP([5, 8, 3], dtype="float64", seed=0).fit(x, y, epochs=4, batch_size=8, validation_data=(xv, yv), progress=False)
+    assert calls == {"to_backend": 4, "features": 2}  # 4 permutations; x and x_val validated and moved once
