@@ -147,8 +147,8 @@ def _cupy_like_oom():
 
 
 def _torch_like_oom():
-    cls = type("OutOfMemoryError", (RuntimeError,), {"__module__": "torch"})
-    return cls("CUDA out of memory. Tried to allocate 2.00 GiB")
+    torch = pytest.importorskip("torch")
+    return torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")  # a RuntimeError
 
 
 @pytest.mark.parametrize("make_error", [MemoryError, _cupy_like_oom, _torch_like_oom], ids=["memoryerror", "cupy", "torch"])
