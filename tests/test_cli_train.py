@@ -70,3 +70,16 @@ def test_plot_history_writes_a_png(tmp_path):
     assert (tmp_path / "h2.svg").read_text().lstrip().startswith("<?xml")
     with pytest.raises(ValueError, match="empty"):
         bpgpu.plot_history(bpgpu.History(), tmp_path / "h3.png")
+
+
+def test_plot_history_without_matplotlib_says_how_to_install(tmp_path, monkeypatch):
+    import sys
+
+    history = bpgpu.History.from_dict({"epoch": [1], "cost": [0.5], "val_cost": [None], "val_accuracy": [None],
+                                       "seconds": [0.1], "lr": [0.1], "grad_norms": [[1.0]]})
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ImportError, match=r"bpgpu\[plot\]"):
+        bpgpu.plot_history(history, tmp_path / "h.png")
+    assert not (tmp_path / "h.png").exists()
