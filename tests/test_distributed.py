@@ -173,3 +173,21 @@ def test_abort_on_error_with_several_ranks_reports_and_aborts(capsys):
         with abort_on_error(comm):
             raise SystemExit(0)
     assert aborted == [1, 4]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed here")
+def test_train_cli_with_nccl_but_no_cupy_says_why(capsys):
+    from bpgpu.cli.main import main
+
+    assert main(["train", "--distributed", "nccl", "--epochs", "1", "--no-progress"]) == 1
+    assert "bpgpu train: error: backend='nccl' needs CuPy" in capsys.readouterr().err
+
+
+def test_train_cli_without_a_launcher_runs_one_process(monkeypatch, capsys):
+    from bpgpu.cli.main import main
+
+    for var in MPI_ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    assert main(["train", "--epochs", "1", "--no-progress", "--sizes", "64,16,10"]) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy:" in out and "parallel:" not in out

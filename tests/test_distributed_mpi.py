@@ -5,10 +5,14 @@ hang fails instead of blocking CI. Skipped, with the reason, when mpirun or mpi4
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 
-from mpi_helpers import run_script, skip_reason
+import bpgpu
+from mpi_helpers import mpi_env, run_mpi, run_script, skip_reason
 
 pytestmark = [pytest.mark.mpi, pytest.mark.timeout(120)]
 
@@ -70,3 +74,27 @@ def test_data_parallel_fit_ends_with_the_single_process_weights(np_, tmp_path):
     assert out["unseeded_ranks_identical"]
     # only rank 0 writes checkpoints (each rank was given its own path)
     assert out["checkpoints"] == ["adam-empty-shards-rank0.npz", "sgd-momentum-rank0.npz"]
+
+
+def _train_argv(*extra: str) -> list[str]:
+    return [sys.executable, "-m", "bpgpu", "train", "--epochs", "2", "--no-progress", "--dtype", "float64", *extra]
+
+
+def test_mpirun_bpgpu_train_matches_one_process(tmp_path):
+    proc = run_mpi(2, _train_argv("--save", str(tmp_path / "two.npz")), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "parallel:  mpi: 2 ranks" in proc.stdout
+    assert proc.stdout.count("test accuracy:") == 1  # only rank 0 reports
+    single = subprocess.run(_train_argv("--save", str(tmp_path / "one.npz")), capture_output=True, text=True,
+                            timeout=120, env=mpi_env(), cwd=tmp_path)
+    assert single.returncode == 0, single.stderr
+    assert "parallel:" not in single.stdout
+    two, one = bpgpu.load(tmp_path / "two.npz"), bpgpu.load(tmp_path / "one.npz")
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(two.weights + two.biases, one.weights + one.biases))
+    assert diff < 1e-12
+
+
+def test_mpirun_bpgpu_train_failing_on_every_rank_exits_promptly(tmp_path):
+    proc = run_mpi(2, _train_argv("--mnist", str(tmp_path / "missing")), timeout=30, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "aborting all ranks" in proc.stderr and "MNIST" in proc.stderr

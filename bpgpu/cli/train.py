@@ -8,6 +8,8 @@ momentum 0.9, L2 weight_decay 1e-4, batch 32, 50 epochs, seed 0 — reaches abou
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import time
 from typing import Any
 
@@ -46,12 +48,30 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--mnist", metavar="DIR", default=None, help="train on MNIST IDX files in DIR instead of the digits")
     p.add_argument("--plot", metavar="PATH", default=None, help="save cost/accuracy/gradient-norm plots (needs matplotlib)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--distributed", default="auto", choices=("auto", "none", "mpi", "nccl"),
+                   help="data-parallel training: auto = MPI when started by mpirun (mpirun -np N bpgpu train), "
+                        "else one process; nccl = NCCL between GPUs (default auto)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from bpgpu import distributed
+
+    comm = distributed.init(args.distributed)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(distributed.abort_on_error(comm))  # one rank failing stops all (no hang)
+        if comm.rank != 0:  # only rank 0 reports
+            stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
+        return _train(args, comm)
+
+
+def _train(args: argparse.Namespace, comm: Any) -> int:
     import bpgpu
     from bpgpu import datasets, schedules
+
+    root = comm.rank == 0
+    if args.device is None and comm.name == "nccl":
+        args.device = comm.device  # this rank's GPU
 
     if args.mnist:
         (x_train, y_train), (x_test, y_test) = datasets.load_mnist(args.mnist, dtype=args.dtype)
@@ -79,18 +99,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"data:      {data_name}: {len(x_train)} training, {len(x_test)} test examples")
     print(f"network:   {net!r}, {net.num_parameters:,} parameters")
     print(f"optimizer: {optimizer!r}, batch {args.batch_size}, {args.epochs} epochs")
+    if comm.size > 1:
+        print(f"parallel:  {comm.describe()}; each rank takes 1/{comm.size} of every batch")
 
     start = time.perf_counter()
     history = net.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
-                      validation_data=(x_test, y_test), seed=args.seed, progress=not args.no_progress)
+                      validation_data=(x_test, y_test), seed=args.seed, progress=not args.no_progress, comm=comm)
     seconds = time.perf_counter() - start
     result = net.evaluate(x_test, y_test)
     accuracy = result["accuracy"]
     shown = f"{100 * accuracy:.2f}%" if accuracy is not None else "n/a (regression)"
     print(f"test accuracy: {shown} ({result['n']} examples), test cost {result['cost']:.4f}")
     print(f"time: {seconds:.2f} s for {len(history)} epochs ({seconds / max(len(history), 1):.3f} s/epoch) on {net.backend.label}")
-    if args.save:
+    if args.save and root:
         print(f"saved:     {net.save(args.save)}")
-    if args.plot:
+    if args.plot and root:
         print(f"plot:      {bpgpu.plot_history(history, args.plot, title=repr(net))}")
     return 0

@@ -21,8 +21,13 @@ _installed_for: list[Any] = []
 
 def report_and_abort(comm: Any, exc: BaseException, code: int = 1) -> None:
     """Print the traceback of ``exc`` prefixed with the rank, flush, and abort every rank."""
-    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    from bpgpu.errors import BpgpuError
+
     header = f"bpgpu: rank {comm.rank} of {comm.size} raised {type(exc).__name__}; aborting all ranks\n"
+    if isinstance(exc, BpgpuError):  # an error bpgpu raised on purpose: its message says it all
+        lines = [f"{type(exc).__name__}: {exc}\n"]
+    else:
+        lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
     try:
         sys.stdout.flush()
         sys.stderr.write(header + "".join(f"[rank {comm.rank}] {line}" for line in "".join(lines).splitlines(True)))
