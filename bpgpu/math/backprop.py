@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 from array_api_compat import array_namespace
 
+from bpgpu.math import numpy_fast
 from bpgpu.math.activations import Activation
 from bpgpu.math.costs import Objective
 
@@ -41,8 +42,22 @@ def feedforward(
 def backprop(
     weights: Sequence[Any], biases: Sequence[Any], hidden: Activation, objective: Objective, x: Any, y: Any,
 ) -> tuple[Any, list[Any], list[Any]]:
-    """Mean cost of the batch and its gradients (∂C/∂W^l, ∂C/∂b^l) for every layer, as device arrays."""
-    xp = array_namespace(x, y)
+    """Mean cost of the batch and its gradients (∂C/∂W^l, ∂C/∂b^l) for every layer, as device arrays.
+
+    One namespace lookup per call; NumPy arrays take the equivalent in-place fast path
+    (``numpy_fast.backprop_numpy``), every other library the generic path (the reference)."""
+    xp = numpy_fast.namespace(x, y)
+    if xp is not None and numpy_fast.supports(xp, hidden, x):
+        return numpy_fast.backprop_numpy(xp, weights, biases, hidden, objective, x, y)
+    return backprop_generic(weights, biases, hidden, objective, x, y)
+
+
+def backprop_generic(
+    weights: Sequence[Any], biases: Sequence[Any], hidden: Activation, objective: Objective, x: Any, y: Any,
+    xp: Any = None,
+) -> tuple[Any, list[Any], list[Any]]:
+    """The reference: BP1–BP4 in array-API operations only, for any library."""
+    xp = xp if xp is not None else array_namespace(x, y)
     m = x.shape[0]
     z, a, activations = feedforward(weights, biases, hidden, objective.output, x, keep=True)
     cost = objective.value(z, a, y)

@@ -1,0 +1,43 @@
+"""The runner interface shared by every contender."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bpgpu.bench.workloads import Workload
+
+
+class Runner:
+    """A contender: ``setup`` once per workload, then timed ``run(steps)`` calls."""
+
+    name = ""
+    device = "cpu"  # "cpu" or "gpu": which table and curve the result belongs to
+
+    def skip_reason(self, workload: Workload, dtype: str) -> str | None:
+        """Why this contender cannot run here (a missing library, an unusable GPU), or None."""
+        return None
+
+    def setup(self, workload: Workload, dtype: str, x: np.ndarray, labels: np.ndarray, onehot: np.ndarray) -> None:
+        """Build the model and put the data on the device (not timed)."""
+        raise NotImplementedError
+
+    def run(self, steps: int) -> None:
+        """``steps`` training steps on consecutive batches from the start of the data, then synchronise."""
+        raise NotImplementedError
+
+    def reset_peak(self) -> None:
+        """Start a new device-memory high-water mark (GPU runners)."""
+
+    def device_peak_bytes(self) -> int | None:
+        """Device memory high-water mark since ``reset_peak`` (None on the CPU)."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """Extra facts for the report (library version, threads, notes)."""
+        return {}
+
+    def teardown(self) -> None:
+        """Drop the model and the data (runners keep them in ``self.state``)."""
+        self.state: dict[str, Any] = {}

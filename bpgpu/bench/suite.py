@@ -1,0 +1,180 @@
+"""The benchmark suite: workloads × dtypes × contenders, timed side by side, plus the width × batch
+sweep for the CPU/GPU crossover. ``run_suite`` returns one JSON-ready dict (see ``report``)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from bpgpu.bench import memory
+from bpgpu.bench.machine import machine_info
+from bpgpu.bench.runners import BpgpuRunner, Runner, contenders
+from bpgpu.bench.timing import interleaved, median, paired_ratio
+from bpgpu.bench.workloads import WORKLOADS, Workload, make_data, sweep_grid, sweep_workload
+
+# steps timed per repeat, warm-up steps, repeats: (quick, full); W3 on the CPU is measured on a few
+# batches and scaled to the epoch (about 14 s an epoch on two cores).
+PLAN = {
+    "W1": {"quick": (1000, 50, 3), "full": (None, 200, 7)},
+    "W2": {"quick": (100, 5, 3), "full": (None, 20, 5)},
+    "W3": {"quick": (1, 1, 3), "full": (4, 1, 3), "full_gpu": (None, 3, 5)},
+}
+REFERENCE, GEMM_CPU = "numpy reference", "GEMM floor"
+
+
+@dataclass
+class BenchConfig:
+    """What to run: workloads, dtypes, devices ("cpu", "gpu"), quick or full, the sweep."""
+
+    workloads: list[str] = field(default_factory=lambda: ["W1", "W2", "W3"])
+    dtypes: list[str] = field(default_factory=lambda: ["float32"])
+    devices: list[str] = field(default_factory=lambda: ["cpu", "gpu"])
+    full: bool = False
+    sweep: bool = True
+    repeats: int | None = None  # override the plan's repeat count
+    steps: int | None = None  # override the timed steps (tests use tiny values)
+    workload_table: dict[str, Workload] = field(default_factory=lambda: dict(WORKLOADS))
+    sweep_grid: tuple[list[int], list[int], float] | None = None  # override (widths, batches, flop cap)
+
+
+def _plan(cfg: BenchConfig, name: str, gpu: bool) -> tuple[int, int, int]:
+    plans = PLAN.get(name, {"quick": (10, 1, 3), "full": (None, 1, 3)})
+    key = "full_gpu" if cfg.full and gpu and "cpu" not in cfg.devices and "full_gpu" in plans else ("full" if cfg.full else "quick")
+    steps, warm, repeats = plans[key]
+    wl = cfg.workload_table[name]
+    steps = wl.steps if steps is None else min(steps, wl.steps)
+    if cfg.steps is not None:
+        steps, warm = min(cfg.steps, wl.steps), min(warm, 1)
+    return max(steps, 1), warm, cfg.repeats or repeats
+
+
+def _memory_pass(runner: Runner, wl: Workload, dtype: str, data: tuple, steps: int) -> dict[str, Any]:
+    """Set the contender up alone and run a few steps: host peak RSS growth and device pool peak."""
+    runner.reset_peak()
+    memory.reset_peak()
+    rss0 = memory.current_rss_bytes()
+    runner.setup(wl, dtype, *data)
+    runner.run(steps)
+    peak = memory.peak_rss_bytes()
+    dev = runner.device_peak_bytes()
+    runner.teardown()
+    out: dict[str, Any] = {"host_peak_mb": None, "device_peak_mb": None}
+    if peak is not None and rss0 is not None:
+        out["host_peak_mb"] = round(max(peak - rss0, 0) / 2**20, 1)
+    if dev is not None:
+        out["device_peak_mb"] = round(dev / 2**20, 1)
+    return out
+
+
+def bench_workload(cfg: BenchConfig, name: str, dtype: str, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Time every contender of the configured devices on one workload and dtype, side by side."""
+    wl = cfg.workload_table[name]
+    runners = [r for d in cfg.devices for r in contenders(d)]
+    gpu = any(r.device == "gpu" and r.skip_reason(wl, dtype) is None for r in runners)
+    steps, warm, repeats = _plan(cfg, name, gpu)
+    data = make_data(wl, max(steps, warm) * wl.batch, dtype)
+    rows: list[dict[str, Any]] = []
+    active: list[Runner] = []
+    for r in runners:
+        base = {"workload": name, "dtype": dtype, "contender": r.name, "device": r.device}
+        reason = r.skip_reason(wl, dtype)
+        if reason:
+            rows.append({**base, "status": "skipped", "reason": reason})
+            continue
+        try:
+            r.setup(wl, dtype, *data)
+            r.run(warm)  # warm-up (excluded): BLAS threads, allocator, CUDA kernels and memory pool
+        except Exception as exc:  # a broken peer is reported, never a crash
+            rows.append({**base, "status": "skipped", "reason": f"{type(exc).__name__}: {exc}"})
+            r.teardown()
+            continue
+        rows.append({**base, "status": "ok", "describe": r.describe()})
+        active.append(r)
+    log(f"{name} {dtype}: timing {', '.join(r.name for r in active)}: {repeats} repeats × {steps} steps")
+    times = interleaved([(lambda r=r: r.run(steps)) for r in active], repeats)
+    for r in active:
+        r.teardown()
+    by_name = {r.name: t for r, t in zip(active, times)}
+    scale = wl.steps / steps
+    for row in rows:
+        if row["status"] != "ok":
+            continue
+        t = by_name[row["contender"]]
+        epoch = median(t) * scale
+        gemm = GEMM_CPU if row["device"] == "cpu" else "GEMM floor (cuBLAS)"
+        row.update({
+            "times_s": [round(x, 6) for x in t], "measured_steps": steps, "epoch_steps": wl.steps,
+            "scaled": steps < wl.steps, "epoch_s": epoch, "samples_per_s": wl.steps * wl.batch / epoch,
+            "ratio_to_reference": paired_ratio(t, by_name[REFERENCE]) if REFERENCE in by_name else None,
+            "ratio_to_gemm_floor": paired_ratio(t, by_name[gemm]) if gemm in by_name else None,
+        })
+    for row, r in zip([x for x in rows if x["status"] == "ok"], active):
+        row.update(_memory_pass(r, wl, dtype, data, min(steps, 2)))
+    return rows
+
+
+def _sweep_steps(flops: float, full: bool) -> int:
+    return int(min(max(1.5e10 / flops, 2), 1000 if full else 200))
+
+
+def run_sweep(cfg: BenchConfig, dtype: str, log: Callable[[str], None]) -> dict[str, Any]:
+    """bpgpu's samples/s over hidden width × batch size on each device, and where the GPU overtakes."""
+    points: list[dict[str, Any]] = []
+    curves: dict[str, dict[tuple[int, int], float]] = {}
+    for device in cfg.devices:
+        runner = BpgpuRunner(device)
+        probe = sweep_workload(64, 1, 1)
+        reason = runner.skip_reason(probe, dtype)
+        if reason:
+            points.append({"device": device, "status": "skipped", "reason": reason})
+            continue
+        widths, batches, cap = cfg.sweep_grid or sweep_grid(cfg.full, device == "gpu")
+        curve = curves.setdefault(device, {})
+        for w in widths:
+            for b in batches:
+                flops = sweep_workload(w, b, 1).gemm_flops()
+                base = {"device": device, "width": w, "batch": b, "gemm_flops_per_step": flops}
+                if flops > cap:
+                    points.append({**base, "status": "skipped", "reason": f"step > {cap:.2g} flops (CPU budget)"})
+                    continue
+                steps = _sweep_steps(flops, cfg.full) if cfg.steps is None else cfg.steps
+                wl = sweep_workload(w, b, steps)
+                runner.setup(wl, dtype, *make_data(wl, steps * b, dtype))
+                runner.run(1)
+                t = interleaved([lambda: runner.run(steps)], 3)[0]
+                runner.teardown()
+                step_s = median(t) / steps
+                curve[(w, b)] = b / step_s
+                points.append({**base, "status": "ok", "steps": steps, "step_s": step_s, "samples_per_s": b / step_s})
+        log(f"sweep {device}: {sum(1 for p in points if p.get('device') == device and p['status'] == 'ok')} points")
+    crossover: dict[str, Any] = {}
+    if "cpu" in curves and "gpu" in curves:
+        for b in sorted({b for _, b in curves["gpu"]}):
+            over = [w for (w, bb), s in sorted(curves["gpu"].items()) if bb == b and (w, b) in curves["cpu"]
+                    and s > curves["cpu"][(w, b)]]
+            crossover[str(b)] = min(over) if over else None
+        status = "measured"
+    else:
+        status = "unmeasured: no usable GPU on this machine" if "cpu" in curves else "unmeasured: no CPU curve"
+    return {"dtype": dtype, "model": "[784, w, w, 10] relu, softmax + cross-entropy", "points": points,
+            "crossover_width_by_batch": crossover, "crossover_status": status}
+
+
+def run_suite(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the configured benchmark; return machine info, config, per-contender rows and the sweep."""
+    started = time.time()
+    results: list[dict[str, Any]] = []
+    for dtype in cfg.dtypes:
+        for name in cfg.workloads:
+            results.extend(bench_workload(cfg, name, dtype, log))
+    sweep = run_sweep(cfg, cfg.dtypes[0], log) if cfg.sweep else None
+    config = {k: v for k, v in asdict(cfg).items() if k not in ("workload_table", "sweep_grid")}
+    config["workloads"] = {n: {**asdict(cfg.workload_table[n]), "label": cfg.workload_table[n].label()}
+                           for n in cfg.workloads}
+    return {"machine": machine_info(), "config": config, "results": results, "sweep": sweep,
+            "started_unix": started, "elapsed_s": round(time.time() - started, 1),
+            "method": ("epoch = forward + backward + SGD update with the data already on the device; median "
+                       "over interleaved repeats (rotating order); ratios are medians of per-repeat ratios; "
+                       "scaled=true: fewer batches timed and scaled to the epoch; memory: a separate pass per "
+                       "contender (host RSS high-water growth, GPU pool / allocator peak).")}
