@@ -8,6 +8,7 @@ import numpy as np
 
 from bpgpu.backend.arrays import to_backend, to_host
 from bpgpu.math import backprop as bp
+from bpgpu.validation import check_int, check_positive, check_seed
 
 
 def _relu_kink_distance(net: Any, x: Any) -> float:
@@ -38,7 +39,9 @@ def gradcheck(
     where the derivative does not exist, are re-drawn with a small jitter. Returns ``{"W1": err,
     "b1": err, …, "direction": err}``; ``verbose`` prints it.
     """
-    rng = np.random.default_rng(seed)
+    eps, floor = check_positive(eps, "eps"), check_positive(floor, "floor")
+    max_entries, directions = check_int(max_entries, "max_entries", 0), check_int(directions, "directions", 0)
+    rng = np.random.default_rng(check_seed(seed))
     ref = net.copy(dtype="float64")
     x = ref.as_features(x)
     y = ref.as_targets(y, x.shape[0])

@@ -65,18 +65,28 @@ def on_backend(x: Any, backend: Backend, name: str, dtype: Any = None) -> Any:
     """``x`` as an array of the network's backend: host data (NumPy, lists) is copied to the device
     here, once; an array of another library or device is an error (move it, or move the network)."""
     if _is_host(x):
+        masked = getattr(x, "mask", None)
+        if masked is not None and bool(getattr(masked, "any", lambda: masked)()):
+            raise DataError(
+                f"{name} is a masked array with {int(masked.sum())} masked value(s); fill or drop them first "
+                f"(e.g. {name}.filled(0.0)), since bpgpu would otherwise train on the hidden values."
+            )
         try:
             return to_backend(x, backend, dtype)
         except (ValueError, TypeError) as exc:
             raise DataError(f"{name} could not be turned into a numeric array: {exc}") from None
     if not array_api_compat.is_array_api_obj(x):
         raise TypeError(f"{name} must be an array (NumPy, CuPy, torch, …) or a nested list; got {type(x).__name__}.")
+    if getattr(x, "is_sparse", False) or str(getattr(x, "layout", "strided")).split(".")[-1] not in ("strided",):
+        raise TypeError(f"{name} is a sparse {type(x).__name__}; pass a dense array (e.g. {name}.to_dense()).")
     other = backend_of(x)
     if other.name != backend.name or str(other.device) != str(backend.device):
         raise DeviceMismatchError(
             f"{name} lives on {other.label} but the network is on {backend.label}; move the data "
             f"(bpgpu.to_backend(x, net.backend) or a NumPy array) or the network (net.to(...))."
         )
+    if getattr(x, "requires_grad", False):  # a torch tensor in an autograd graph: bpgpu's math is its own
+        x = x.detach()
     if dtype is not None and x.dtype != dtype:
         x = backend.xp.astype(x, dtype)
     return x

@@ -251,3 +251,43 @@ def test_no_internal_error_escapes_for_any_shape_or_dtype():
                 assert str(exc).startswith(("x ", "y ")), exc
                 outcomes["error"] += 1
     assert outcomes["ok"] > 0 and outcomes["error"] > 0
+
+
+# -- unusual array kinds ---------------------------------------------------------------------------
+
+def test_masked_arrays_with_masked_values_are_rejected_not_silently_unmasked():
+    net = _net()
+    masked = np.ma.masked_array(X, mask=X > 0.5)
+    with pytest.raises(DataError, match=r"x is a masked array with \d+ masked value\(s\).*filled"):
+        net.forward(masked)
+    assert net.forward(np.ma.masked_array(X)).shape == (6, 3)  # nothing masked: fine
+
+
+def test_big_endian_and_strided_host_arrays_are_converted():
+    torch = pytest.importorskip("torch")
+    big = X.astype(">f8")
+    strided = np.asfortranarray(np.repeat(X, 2, axis=0))[::2]
+    for kwargs in ({}, {"xp": torch, "device": "cpu"}):
+        net = _net(**kwargs)
+        np.testing.assert_allclose(bpgpu.to_host(net.forward(big)), bpgpu.to_host(net.forward(X)))
+        np.testing.assert_allclose(bpgpu.to_host(net.forward(strided)), bpgpu.to_host(net.forward(X)))
+
+
+def test_torch_tensors_in_an_autograd_graph_are_detached_and_sparse_ones_rejected():
+    torch = pytest.importorskip("torch")
+    net = _net(xp=torch, device="cpu")
+    x = torch.tensor(X, requires_grad=True)
+    cost, grad_w, _ = net.backprop(x, torch.tensor(LABELS))  # no autograd warning (warnings are errors)
+    assert not grad_w[0].requires_grad
+    with pytest.raises(TypeError, match=r"x is a sparse Tensor; pass a dense array"):
+        net.forward(torch.tensor(X).to_sparse())
+
+
+@pytest.mark.parametrize("kwargs,cls,word", [
+    ({"eps": 0}, ConfigError, "eps"), ({"eps": -1e-6}, ConfigError, "eps"), ({"floor": 0}, ConfigError, "floor"),
+    ({"max_entries": -1}, ConfigError, "max_entries"), ({"directions": 1.5}, TypeError, "directions"),
+    ({"seed": "a"}, ConfigError, "seed"),
+])
+def test_gradcheck_rejects_bad_settings(kwargs, cls, word):
+    with pytest.raises(cls, match=word):
+        bpgpu.gradcheck(_net(), X, LABELS, **kwargs)

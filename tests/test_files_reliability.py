@@ -379,3 +379,11 @@ def test_garbled_or_damaged_checkpoints_give_only_model_file_errors(tmp_path):
             pass
         except Exception as exc:  # pragma: no cover
             pytest.fail(f"trial {trial}: {type(exc).__name__}: {exc}")
+
+
+def test_bad_load_dtype_is_the_callers_error(saved):
+    _, path = saved
+    with pytest.raises(bpgpu.ConfigError, match="dtype='int32'") as info:
+        bpgpu.load(path, dtype="int32")
+    assert not isinstance(info.value, ModelFileError)
+    assert bpgpu.load(path, dtype="float32").dtype_name == "float32"

@@ -34,4 +34,7 @@ def to_backend(x: Any, backend: Backend, dtype: Any = None) -> Any:
     host = to_host(x)
     if backend.name == "numpy":
         return np.asarray(host, dtype=dtype)
-    return backend.xp.asarray(np.ascontiguousarray(host), dtype=dtype, device=backend.device)
+    host = np.ascontiguousarray(host)
+    if not host.dtype.isnative:  # big-endian data (from a file): torch/CuPy take native byte order only
+        host = host.astype(host.dtype.newbyteorder("="))
+    return backend.xp.asarray(host, dtype=dtype, device=backend.device)
