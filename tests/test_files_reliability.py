@@ -387,3 +387,42 @@ def test_bad_load_dtype_is_the_callers_error(saved):
         bpgpu.load(path, dtype="int32")
     assert not isinstance(info.value, ModelFileError)
     assert bpgpu.load(path, dtype="float32").dtype_name == "float32"
+
+
+@pytest.fixture(scope="module")
+def checkpoint_parts(tmp_path_factory):
+    """A real checkpoint's (header, arrays), and the data it was trained on."""
+    x = np.random.default_rng(0).normal(size=(12, 3))
+    y = np.arange(12) % 2
+    path = tmp_path_factory.mktemp("ckpt") / "c.ckpt"
+    bpgpu.MLP([3, 4, 2], dtype="float64", seed=0).fit(
+        x, y, 2, 4, optimizer=bpgpu.Adam(0.01), seed=0, checkpoint=path, progress=False)
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    return json.loads(bytes(arrays.pop(fmt.HEADER_KEY)).decode()), arrays, x, y
+
+
+DAMAGED_FIELDS = [(key, value) for key in ("config", "epoch", "optimizer", "rng", "history")
+                  for value in (None, [], 5, "x", -3, [1, 2], {"a": 1})
+                  if not (key in ("rng", "history") and value is None)
+                  and not (key == "epoch" and value == 5) and not (key == "history" and value == {"a": 1})]
+DAMAGED_FIELDS += [(f"optimizer.{sub}", value) for sub in ("config", "scalars", "state")
+                   for value in (None, 5, "x", [1, 2])]
+
+
+@pytest.mark.parametrize("field,value", DAMAGED_FIELDS, ids=[f"{k}={v!r}" for k, v in DAMAGED_FIELDS])
+def test_a_damaged_checkpoint_header_is_a_model_file_error_on_resume(tmp_path, checkpoint_parts, field, value):
+    header, arrays, x, y = checkpoint_parts
+    header = json.loads(json.dumps(header))
+    if "." in field:
+        outer, inner = field.split(".")
+        header[outer][inner] = value
+    else:
+        header[field] = value
+    path = tmp_path / "damaged.ckpt"
+    with open(path, "wb") as handle:
+        np.savez(handle, **{fmt.HEADER_KEY: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}, **arrays)
+    net = bpgpu.MLP([3, 4, 2], dtype="float64", seed=0)
+    with pytest.raises((ModelFileError, bpgpu.ConfigError)) as info:
+        net.fit(x, y, 4, 4, resume=path, progress=False)
+    assert str(path) in str(info.value)

@@ -61,6 +61,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
     """Read and check a checkpoint (ModelFileError when it is damaged or incomplete)."""
     path = os.fspath(path)
     header, arrays = fmt.read(path, KIND)
+    _check_header(header, path)
     try:
         config, epoch, opt = header["config"], int(header["epoch"]), header["optimizer"]
         layers = len(config["sizes"]) - 1
@@ -76,3 +77,25 @@ def load(path: str | os.PathLike) -> Checkpoint:
         rng=header.get("rng"), history=header.get("history") or {}, early_stopping=header.get("early_stopping"),
         best=best, fit=header.get("fit") or {},
     )
+
+
+def _check_header(header: dict[str, Any], path: str) -> None:
+    """The checkpoint's header fields have the types :func:`save` writes (ModelFileError otherwise)."""
+    def bad(what: str, value: Any) -> ModelFileError:
+        return ModelFileError(f"{path!r} is a damaged checkpoint: {what}; got {value!r:.80}.")
+
+    for key in ("config", "optimizer"):
+        if not isinstance(header.get(key), dict):
+            raise bad(f"its {key!r} must be a JSON object", header.get(key))
+    epoch = header.get("epoch")
+    if type(epoch) is not int or epoch < 0:
+        raise bad("its 'epoch' must be a whole number ≥ 0", epoch)
+    for key in ("rng", "history", "early_stopping", "fit"):
+        if header.get(key) is not None and not isinstance(header[key], dict):
+            raise bad(f"its {key!r} must be a JSON object or null", header[key])
+    opt = header["optimizer"]
+    for key, kind in (("config", dict), ("scalars", dict), ("state", list)):
+        if key in opt and not isinstance(opt[key], kind):
+            raise bad(f"its optimizer {key!r} must be a JSON {'object' if kind is dict else 'list'}", opt[key])
+    if not all(isinstance(name, str) for name in opt.get("state", [])):
+        raise bad("its optimizer state names must be strings", opt.get("state"))

@@ -27,7 +27,7 @@ from bpgpu.backend.arrays import to_backend, to_host
 from bpgpu.backend.floaterrors import quiet_float_errors
 from bpgpu.backend.random import fresh_seed, permutation, rng_from_state, rng_state, shuffle_rng
 from bpgpu.distributed.comm import LocalComm, shard_bounds
-from bpgpu.errors import ConfigError, DivergenceError
+from bpgpu.errors import BpgpuError, ConfigError, DivergenceError, ModelFileError
 from bpgpu.guards import raise_if_out_of_memory
 from bpgpu.io import checkpoint as ckpt
 from bpgpu.math import backprop as bp
@@ -93,9 +93,10 @@ def _snapshot(net: Any, optimizer: Optimizer) -> tuple:
 
 
 def _restore(net: Any, optimizer: Optimizer, snap: tuple) -> None:
+    """Put a snapshot back as fresh copies (the optimizer may update in place; the snapshot stays intact)."""
     weights, biases, state, steps = snap
-    net.weights[:], net.biases[:] = list(weights), list(biases)
-    optimizer.state = {name: list(values) for name, values in state.items()}
+    net.weights[:], net.biases[:] = copy_arrays(weights), copy_arrays(biases)
+    optimizer.state = {name: copy_arrays(values) for name, values in state.items()}
     optimizer.steps = steps
 
 
@@ -107,8 +108,7 @@ def _locate_divergence(net, optimizer, x, y, idx, batch_size, comm, epoch, start
     m = idx.shape[0]
     n_batches = -(-m // batch_size)
     for b, start in enumerate(range(0, m, batch_size)):
-        before = (list(net.weights), list(net.biases),
-                  {k: list(v) for k, v in optimizer.state.items()}, getattr(optimizer, "steps", 0))
+        before = _snapshot(net, optimizer)  # copies: the step may update in place
         cost, _ = _step(net, optimizer, x, y, idx[start:min(start + batch_size, m)], comm)
         cost_ok, params_ok = bool(xp.isfinite(cost)), bool(xp.isfinite(_finite_probe(net)))
         if not (cost_ok and params_ok):
@@ -144,22 +144,33 @@ def _resume(net: Any, path: Any, optimizer: Optimizer | None, es: Any) -> tuple:
         )
     net.set_parameters(state.weights, state.biases)
     saved_opt = state.optimizer.get("config", {})
-    if optimizer is None:
-        optimizer = optimizer_from_config(saved_opt)
-    elif optimizer.name != saved_opt.get("name"):
+    if optimizer is not None and optimizer.name != saved_opt.get("name"):
         raise ConfigError(
             f"checkpoint {str(path)!r} was written with optimizer {saved_opt.get('name')!r} but fit was given "
             f"{optimizer.name!r}; pass the same optimizer (or optimizer=None to rebuild it from the checkpoint)."
         )
-    arrays = {name: [to_backend(a, net.backend, net.dtype) for a in values] for name, values in state.optimizer_state.items()}
-    optimizer.load_state(arrays, state.optimizer.get("scalars", {}))
-    if es is not None and state.early_stopping is not None:
-        best = None
-        if state.best is not None:
-            best = tuple([to_backend(a, net.backend, net.dtype) for a in group] for group in state.best)
-        es.load_state(state.early_stopping, best)
-    rng = rng_from_state(state.rng) if state.rng is not None else None
-    return optimizer, rng, state.epoch, History.from_dict(state.history)
+    try:  # a damaged checkpoint must give ModelFileError, never a raw KeyError/AttributeError
+        if optimizer is None:
+            optimizer = optimizer_from_config(saved_opt)
+        arrays = {name: [to_backend(a, net.backend, net.dtype) for a in values] for name, values in state.optimizer_state.items()}
+        optimizer.load_state(arrays, state.optimizer.get("scalars", {}))
+        if es is not None and state.early_stopping is not None:
+            best = None
+            if state.best is not None:
+                best = tuple([to_backend(a, net.backend, net.dtype) for a in group] for group in state.best)
+            es.load_state(state.early_stopping, best)
+        rng = rng_from_state(state.rng) if state.rng is not None else None
+        history = History.from_dict(state.history)
+    except ConfigError as exc:  # e.g. an unknown optimizer name in the file: say which file
+        raise ConfigError(f"checkpoint {str(path)!r}: {exc}") from None
+    except BpgpuError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ModelFileError(
+            f"checkpoint {str(path)!r} is damaged: its optimizer, RNG, early-stopping or history state cannot be "
+            f"restored ({type(exc).__name__}: {exc}). Resume from an earlier checkpoint or start again."
+        ) from None
+    return optimizer, rng, state.epoch, history
 
 
 # -- the loop ---------------------------------------------------------------------------------------
@@ -218,6 +229,11 @@ def fit(
         if comm.size > 1:
             net.weights[:] = comm.broadcast(net.weights, root=0)
             net.biases[:] = comm.broadcast(net.biases, root=0)
+    if es is not None and resume is None:
+        es.reset()  # an EarlyStopping object reused from an earlier fit starts afresh
+    # The network owns its parameters from here on: in-place updates must not write into arrays the
+    # caller still holds (set_parameters / torch.asarray may alias host data). O(parameters), once.
+    net.weights[:], net.biases[:] = copy_arrays(net.weights), copy_arrays(net.biases)
     if not isinstance(optimizer, Optimizer):
         raise ConfigError(
             f"optimizer must be bpgpu.SGD(...), bpgpu.Adam(...) or a name ({', '.join(OPTIMIZERS)}); got {optimizer!r}."
