@@ -65,11 +65,11 @@ def on_backend(x: Any, backend: Backend, name: str, dtype: Any = None) -> Any:
     """``x`` as an array of the network's backend: host data (NumPy, lists) is copied to the device
     here, once; an array of another library or device is an error (move it, or move the network)."""
     if _is_host(x):
-        masked = getattr(x, "mask", None)
-        if masked is not None and bool(getattr(masked, "any", lambda: masked)()):
+        masked = getattr(x, "mask", None)  # numpy.ma: the hidden values would silently be trained on
+        if masked is not None and bool(masked.any()):
             raise DataError(
                 f"{name} is a masked array with {int(masked.sum())} masked value(s); fill or drop them first "
-                f"(e.g. {name}.filled(0.0)), since bpgpu would otherwise train on the hidden values."
+                f"(e.g. {name}.filled(0.0))."
             )
         try:
             return to_backend(x, backend, dtype)
@@ -98,7 +98,7 @@ def check_features(x: Any, backend: Backend, n_in: int, dtype: Any, name: str = 
     if kind not in ("int", "float"):
         raise DataError(
             f"{name} must hold real numbers (an integer or floating dtype); got dtype "
-            f"{getattr(x, 'dtype', kind)} ({kind}). Convert it first, e.g. x.astype('float32')."
+            f"{getattr(x, 'dtype', kind)} ({kind}). Convert it first, e.g. {name}.astype('float32')."
         )
     x = on_backend(x, backend, name, dtype)
     if x.ndim != 2:
