@@ -230,3 +230,20 @@ def test_the_command_line_prints_an_error_not_a_traceback(capsys, argv, words):
     assert err.startswith("bpgpu train: error: ") and "Traceback" not in err
     for word in words:
         assert word in err, (word, err)
+
+
+def test_fit_validates_once_up_front_not_per_batch(monkeypatch):
+    import bpgpu.network as network
+
+    calls = {"features": 0, "targets": 0}
+
+    def count(key, real):
+        def wrapper(*args, **kwargs):
+            calls[key] += 1
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(network, "check_features", count("features", network.check_features))
+    monkeypatch.setattr(network, "check_targets", count("targets", network.check_targets))
+    _fit(_net(), epochs=3, batch_size=4)  # 3 epochs × 5 batches
+    assert calls == {"features": 1, "targets": 1}
