@@ -36,8 +36,9 @@ def import_mpi() -> Any:
         from mpi4py import MPI
     except ImportError as exc:
         raise DeviceError(
-            f"MPI was asked for but mpi4py does not import ({exc}); install the extra: "
-            "pip install 'bpgpu[mpi]' (mpi4py and Open MPI), or run a single process."
+            "MPI is needed (the process was started by mpirun/mpiexec, or backend='mpi' was asked for) "
+            f"but mpi4py does not import ({exc}); install the extra: pip install 'bpgpu[mpi]' "
+            "(mpi4py and Open MPI), or run one process (bpgpu train --distributed none)."
         ) from exc
     return MPI
 
@@ -45,7 +46,7 @@ def import_mpi() -> Any:
 def _loaded_libmpi() -> list[str]:
     try:
         with open("/proc/self/maps") as maps:
-            found = {line.split()[-1] for line in maps if "libmpi.so" in line or "libmpi." in line}
+            found = {line.split()[-1] for line in maps if os.path.basename(line.split()[-1]).startswith("libmpi.so")}
     except OSError:
         found = set()
     fallback = ctypes.util.find_library("mpi")
