@@ -7,6 +7,7 @@ import importlib.util
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -53,11 +54,43 @@ def run_mpi(np_: int, argv: list[str], timeout: float = 60, cwd: str | os.PathLi
     if reason:
         pytest.skip(reason)
     cmd = [find_mpirun(), "-np", str(np_), "--oversubscribe", *MCA, *argv]
+    # its own session, so that on a timeout the ranks (children of mpirun, in that session) can be found
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=mpi_env(**env),
+                            cwd=cwd, start_new_session=True)
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=mpi_env(**env), cwd=cwd)
-    except subprocess.TimeoutExpired as exc:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_session(proc)
+        out, err = proc.communicate()
         pytest.fail(f"mpirun -np {np_} {' '.join(argv)} did not finish within {timeout} s (a hang?)\n"
-                    f"stdout: {exc.stdout!r}\nstderr: {exc.stderr!r}")
+                    f"stdout: {out!r}\nstderr: {err!r}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _session_members(sid: int) -> list[int]:
+    pids = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == sid:
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def _kill_session(proc: subprocess.Popen) -> None:
+    """Stop a hung mpirun and every rank it started (same session), by process id."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+    for pid in [proc.pid, *_session_members(proc.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def run_script(np_: int, script: str, *args: object, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
