@@ -98,16 +98,17 @@ def test_weight_decay_is_nielsens_l2_on_weights_only():
     # Plain SGD with weight_decay = λ/n: w → (1 − ηλ/n) w − η g, b → b − η g.
     w, b = np.full((2, 2), 2.0), np.full(2, 2.0)
     g_w, g_b = np.full((2, 2), 0.5), np.full(2, 0.5)
+    want_w, want_b = (1 - 0.1 * 0.3) * w - 0.1 * g_w, b - 0.1 * g_b
     new_w, new_b = bpgpu.SGD(0.1, weight_decay=0.3).step([w], [b], [g_w], [g_b])
-    np.testing.assert_allclose(new_w[0], (1 - 0.1 * 0.3) * w - 0.1 * g_w)
-    np.testing.assert_allclose(new_b[0], b - 0.1 * g_b)
+    np.testing.assert_allclose(new_w[0], want_w)
+    np.testing.assert_allclose(new_b[0], want_b)
 
 
 def test_state_lives_on_the_parameters_device_and_updates_rebind(backend_kwargs):
     net = bpgpu.MLP([3, 4, 2], dtype="float32", seed=0, **backend_kwargs)
     x = np.random.default_rng(0).normal(size=(6, 3))
     y = np.array([0, 1, 1, 0, 1, 0])
-    for opt in (bpgpu.SGD(0.1, momentum=0.9), bpgpu.Adam(0.01)):
+    for opt in (bpgpu.SGD(0.1, momentum=0.9, inplace=False), bpgpu.Adam(0.01, inplace=False)):
         _, gw, gb = net.backprop(x, y)
         new_w, new_b = opt.step(net.weights, net.biases, gw, gb)
         for name, values in opt.state.items():
@@ -153,3 +154,48 @@ def test_schedules():
 def test_bad_optimizer_settings_raise_config_error(make):
     with pytest.raises(ConfigError):
         make()
+
+
+INPLACE_CASES = [
+    lambda inplace: bpgpu.SGD(0.1, inplace=inplace),
+    lambda inplace: bpgpu.SGD(0.1, momentum=0.9, weight_decay=1e-2, inplace=inplace),
+    lambda inplace: bpgpu.SGD(0.1, momentum=0.9, nesterov=True, inplace=inplace),
+    lambda inplace: bpgpu.Adam(0.01, weight_decay=1e-3, inplace=inplace),
+]
+
+
+@pytest.mark.parametrize("make", INPLACE_CASES, ids=["sgd", "momentum-wd", "nesterov", "adam"])
+def test_in_place_updates_equal_the_generic_path_bit_for_bit(backend_kwargs, make):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(12, 4)), rng.integers(0, 3, 12)
+    nets = [bpgpu.MLP([4, 5, 3], dtype="float32", seed=0, **backend_kwargs) for _ in range(2)]
+    opts = [make(True), make(False)]
+    for _ in range(4):
+        for net, opt in zip(nets, opts):
+            _, gw, gb = net.backprop(x, y)
+            before = [id(a) for a in net.weights]
+            new_w, new_b = opt.step(net.weights, net.biases, gw, gb)
+            assert ([id(a) for a in new_w] == before) == opt.inplace
+            net.weights[:], net.biases[:] = new_w, new_b
+    for a, b in zip(nets[0].weights + nets[0].biases, nets[1].weights + nets[1].biases):
+        np.testing.assert_array_equal(to_host(a), to_host(b))
+    for name in opts[0].state:
+        for a, b in zip(opts[0].state[name], opts[1].state[name]):
+            np.testing.assert_array_equal(to_host(a), to_host(b))
+
+
+def test_fit_does_not_write_into_the_callers_arrays():
+    rng = np.random.default_rng(0)
+    w = [rng.normal(size=(4, 3)), rng.normal(size=(2, 4))]
+    b = [np.zeros(4), np.zeros(2)]
+    kept = [a.copy() for a in w + b]
+    net = bpgpu.MLP([3, 4, 2], dtype="float64")
+    net.set_parameters(w, b)  # NumPy float64 in, float64 network: may alias the caller's arrays
+    net.fit(rng.normal(size=(10, 3)), rng.integers(0, 2, 10), epochs=2, batch_size=5, progress=False)
+    for a, k in zip(w + b, kept):
+        np.testing.assert_array_equal(a, k)
+
+
+def test_inplace_setting_is_checked():
+    with pytest.raises(ConfigError, match="inplace"):
+        bpgpu.SGD(0.1, inplace="yes")

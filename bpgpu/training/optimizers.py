@@ -5,9 +5,16 @@ step is w → (1 − ηλ/n) w − η ∂C0/∂w. Here ``weight_decay`` is λ/n:
 matrix gets ``weight_decay · W`` added before the update (biases are not decayed). This is the
 coupled L2 of ``torch.optim.SGD`` / ``torch.optim.Adam`` with ``weight_decay`` on the weights only.
 
-State (velocities, moments) is allocated on the parameters' device with their dtype. Each update
-builds new arrays and rebinds the list entries (``net.weights[l] = …``), which is correct on every
-backend, including those whose arrays are immutable (array-api-strict, JAX).
+State (velocities, moments) is allocated on the parameters' device with their dtype. Two code paths
+with identical arithmetic (so identical results, bit for bit; tested):
+
+- generic: each update builds new arrays and the caller rebinds the list entries
+  (``net.weights[l] = …``) — correct on every backend, including immutable ones (JAX);
+- in place (``inplace=None`` picks it when ``array_api_compat.is_writeable_array`` says so: NumPy,
+  CuPy, torch, array-api-strict): ``v *= μ; v += g; p -= η v`` with the standard's in-place
+  operators, which saves most temporaries (≈ 20–60% of the update's time on the CPU). The returned
+  lists hold the same (mutated) arrays, so rebinding stays correct. Anyone keeping a parameter or
+  state array across a step must copy it (``fit`` does, for early stopping and divergence).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, is_writeable_array
 
 from bpgpu.errors import ConfigError
 from bpgpu.validation import check_positive
@@ -33,7 +40,9 @@ class Optimizer:
     name = ""
     state_names: tuple[str, ...] = ()
 
-    def __init__(self, lr: float | Schedule | None, weight_decay: float, schedule: Schedule | None) -> None:
+    def __init__(
+        self, lr: float | Schedule | None, weight_decay: float, schedule: Schedule | None, inplace: bool | None = None,
+    ) -> None:
         if (lr is None) == (schedule is None):
             raise ConfigError(
                 f"{type(self).__name__} needs a learning rate: give lr=0.1 (a number or a callable epoch -> lr) "
@@ -43,6 +52,9 @@ class Optimizer:
         if check_positive(weight_decay, "weight_decay", allow_zero=True) < 0:
             raise ConfigError(f"weight_decay must be ≥ 0 (it is Nielsen's λ/n); got {weight_decay!r}.")
         self.weight_decay = float(weight_decay)
+        if inplace not in (None, True, False):
+            raise ConfigError(f"inplace must be None (automatic), True or False; got {inplace!r}.")
+        self.inplace = inplace
         self.epoch = 0
         self.lr = self._lr_at(0)
         self.state: dict[str, list[Any]] = {}
@@ -103,15 +115,16 @@ class Optimizer:
         grads = list(grad_w) + list(grad_b)
         self.ensure_state(params)
         self.steps = getattr(self, "steps", 0) + 1
+        inplace = self.inplace if self.inplace is not None else all(is_writeable_array(p) for p in params)
         n = len(weights)
         new = []
         for i, (p, g) in enumerate(zip(params, grads)):
             if i < n and self.weight_decay:
                 g = g + self.weight_decay * p  # ∂C0/∂W + (λ/n) W   (weights only)
-            new.append(self._update(i, p, g))
+            new.append(self._update(i, p, g, inplace))
         return new[:n], new[n:]
 
-    def _update(self, i: int, p: Any, g: Any) -> Any:  # pragma: no cover - interface
+    def _update(self, i: int, p: Any, g: Any, inplace: bool) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
 
 
@@ -127,7 +140,7 @@ class SGD(Optimizer):
 
     def __init__(
         self, lr: float | Schedule | None = None, momentum: float = 0.0, nesterov: bool = False,
-        weight_decay: float = 0.0, schedule: Schedule | None = None,
+        weight_decay: float = 0.0, schedule: Schedule | None = None, inplace: bool | None = None,
     ) -> None:
         if not 0.0 <= check_positive(momentum, "momentum", allow_zero=True) < 1.0:
             raise ConfigError(f"momentum must be in [0, 1); got {momentum!r}.")
@@ -136,13 +149,21 @@ class SGD(Optimizer):
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
         self.state_names = ("velocity",) if self.momentum else ()
-        super().__init__(lr, weight_decay, schedule)
+        super().__init__(lr, weight_decay, schedule, inplace)
 
-    def _update(self, i: int, p: Any, g: Any) -> Any:
+    def _update(self, i: int, p: Any, g: Any, inplace: bool) -> Any:
         if self.momentum:
-            v = self.momentum * self.state["velocity"][i] + g
-            self.state["velocity"][i] = v
+            v = self.state["velocity"][i]
+            if inplace:
+                v *= self.momentum                       # v ← μ v + g
+                v += g
+            else:
+                v = self.momentum * v + g
+                self.state["velocity"][i] = v
             g = g + self.momentum * v if self.nesterov else v
+        if inplace:
+            p -= self.lr * g                             # p ← p − η g
+            return p
         return p - self.lr * g
 
     def config(self) -> dict[str, Any]:
@@ -164,7 +185,7 @@ class Adam(Optimizer):
 
     def __init__(
         self, lr: float | Schedule | None = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-        weight_decay: float = 0.0, schedule: Schedule | None = None,
+        weight_decay: float = 0.0, schedule: Schedule | None = None, inplace: bool | None = None,
     ) -> None:
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"betas must be a pair (beta1, beta2) like (0.9, 0.999); got {betas!r}.")
@@ -175,7 +196,7 @@ class Adam(Optimizer):
             raise ConfigError(f"eps must be > 0; got {eps!r}.")
         self.betas = (b1, b2)
         self.eps = float(eps)
-        super().__init__(None if schedule is not None else lr, weight_decay, schedule)
+        super().__init__(None if schedule is not None else lr, weight_decay, schedule, inplace)
 
     def step(self, weights, biases, grad_w, grad_b):  # type: ignore[override]
         self._t = getattr(self, "steps", 0) + 1  # the step about to be taken
@@ -184,11 +205,19 @@ class Adam(Optimizer):
         self._bc2_sqrt = math.sqrt(1.0 - b2**self._t)
         return super().step(weights, biases, grad_w, grad_b)
 
-    def _update(self, i: int, p: Any, g: Any) -> Any:
+    def _update(self, i: int, p: Any, g: Any, inplace: bool) -> Any:
         xp = array_namespace(p)
         b1, b2 = self.betas
-        m = b1 * self.state["m"][i] + (1.0 - b1) * g
-        v = b2 * self.state["v"][i] + (1.0 - b2) * (g * g)
+        m, v = self.state["m"][i], self.state["v"][i]
+        if inplace:
+            m *= b1
+            m += (1.0 - b1) * g
+            v *= b2
+            v += (1.0 - b2) * (g * g)
+            p -= self._step_size * (m / (xp.sqrt(v) / self._bc2_sqrt + self.eps))
+            return p
+        m = b1 * m + (1.0 - b1) * g
+        v = b2 * v + (1.0 - b2) * (g * g)
         self.state["m"][i], self.state["v"][i] = m, v
         return p - self._step_size * (m / (xp.sqrt(v) / self._bc2_sqrt + self.eps))
 
