@@ -101,9 +101,10 @@ def test_checkpoint_every_n_epochs_and_wrong_network_on_resume(tmp_path):
 
     assert checkpoint.load(path).epoch == 5  # the last epoch is always written
     with pytest.raises(ConfigError, match="another network"):
-        bpgpu.MLP([5, 9, 3], dtype="float64").fit(x, y, epochs=6, resume=path, progress=False)
+        bpgpu.MLP([5, 9, 3], dtype="float64").fit(x, y, epochs=6, batch_size=30, resume=path, progress=False)
     with pytest.raises(ConfigError, match="optimizer"):
-        bpgpu.MLP([5, 8, 3], dtype="float64").fit(x, y, epochs=6, resume=path, optimizer=bpgpu.Adam(), progress=False)
+        bpgpu.MLP([5, 8, 3], dtype="float64").fit(x, y, epochs=6, batch_size=30, resume=path, optimizer=bpgpu.Adam(),
+                                                  progress=False)
 
 
 def test_early_stopping_restores_the_best_weights():
