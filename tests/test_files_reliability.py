@@ -426,3 +426,14 @@ def test_a_damaged_checkpoint_header_is_a_model_file_error_on_resume(tmp_path, c
     with pytest.raises((ModelFileError, bpgpu.ConfigError)) as info:
         net.fit(x, y, 4, 4, resume=path, progress=False)
     assert str(path) in str(info.value)
+
+
+def test_resuming_with_another_batch_size_is_refused(tmp_path, checkpoint_parts):
+    header, arrays, x, y = checkpoint_parts
+    path = tmp_path / "c.ckpt"
+    with open(path, "wb") as handle:
+        np.savez(handle, **{fmt.HEADER_KEY: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}, **arrays)
+    net = bpgpu.MLP([3, 4, 2], dtype="float64", seed=0)
+    with pytest.raises(bpgpu.ConfigError, match=r"batch_size=4 but fit was given batch_size=6"):
+        net.fit(x, y, 4, 6, resume=path, progress=False)
+    assert len(net.fit(x, y, 4, 4, resume=path, progress=False)) == 4

@@ -133,7 +133,7 @@ def _locate_divergence(net, optimizer, x, y, idx, batch_size, comm, epoch, start
 
 # -- resume -----------------------------------------------------------------------------------------
 
-def _resume(net: Any, path: Any, optimizer: Optimizer | None, es: Any) -> tuple:
+def _resume(net: Any, path: Any, optimizer: Optimizer | None, es: Any, batch_size: int | None = None) -> tuple:
     state = ckpt.load(path)
     mine = net.config()
     if state.config != mine:
@@ -141,6 +141,12 @@ def _resume(net: Any, path: Any, optimizer: Optimizer | None, es: Any) -> tuple:
         raise ConfigError(
             f"checkpoint {str(path)!r} is for another network: (saved, this net) differ in {diff}; "
             "build the network with the checkpoint's settings."
+        )
+    saved_batch = state.fit.get("batch_size")
+    if batch_size is not None and saved_batch is not None and saved_batch != batch_size:
+        raise ConfigError(
+            f"checkpoint {str(path)!r} was written with batch_size={saved_batch!r} but fit was given "
+            f"batch_size={batch_size}; resume with the same batch_size to continue the same run."
         )
     net.set_parameters(state.weights, state.biases)
     saved_opt = state.optimizer.get("config", {})
@@ -211,7 +217,7 @@ def fit(
         es.resolve_monitor(val is not None)
 
     if resume is not None:
-        optimizer, rng, first_epoch, history = _resume(net, resume, optimizer, es)
+        optimizer, rng, first_epoch, history = _resume(net, resume, optimizer, es, batch_size)
         if shuffle and rng is None:
             raise ConfigError(f"checkpoint {str(resume)!r} was written with shuffle=False; resume with shuffle=False.")
         if not shuffle:
