@@ -98,3 +98,15 @@ def test_mpirun_bpgpu_train_failing_on_every_rank_exits_promptly(tmp_path):
     proc = run_mpi(2, _train_argv("--mnist", str(tmp_path / "missing")), timeout=30, cwd=tmp_path)
     assert proc.returncode != 0
     assert "aborting all ranks" in proc.stderr and "MNIST" in proc.stderr
+
+
+def test_backend_mpi_without_mpirun_is_a_one_rank_world():
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    code = ("import numpy as np, bpgpu.distributed as d\n"
+            "c = d.init('mpi')\n"
+            "print(c.size, c.rank, c.allreduce_sum([np.ones(2)])[0].tolist(), c.describe())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=mpi_env())
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("1 0 [1.0, 1.0] mpi: 1 ranks")
