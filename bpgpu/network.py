@@ -166,8 +166,8 @@ class MLP:
 
         if len(weights) != len(self.weights) or len(biases) != len(self.biases):
             raise ShapeError(f"expected {len(self.weights)} weight and bias arrays; got {len(weights)} and {len(biases)}.")
-        new_w = [to_backend(w, self.backend, self.dtype) for w in weights]
-        new_b = [to_backend(b, self.backend, self.dtype) for b in biases]
+        new_w = [to_backend(w, self.backend, self.dtype, copy=True) for w in weights]
+        new_b = [to_backend(b, self.backend, self.dtype, copy=True) for b in biases]
         for l, (w, b, w0, b0) in enumerate(zip(new_w, new_b, self.weights, self.biases)):
             if tuple(w.shape) != tuple(w0.shape) or tuple(b.shape) != tuple(b0.shape):
                 raise ShapeError(

@@ -80,3 +80,13 @@ def test_moving_a_network_keeps_its_parameters():
     net.to("cpu")
     for a, b in zip(before[0] + before[1], net.get_parameters()[0] + net.get_parameters()[1]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_set_parameters_copies_so_the_callers_arrays_stay_theirs(backend_kwargs):
+    net = bpgpu.MLP([3, 2], dtype="float64", seed=0, **backend_kwargs)
+    w, b = [np.zeros((2, 3))], [np.zeros(2)]
+    net.set_parameters(w, b)
+    w[0][:] = 5.0
+    b[0][:] = 5.0
+    assert float(bpgpu.to_host(net.weights[0]).max()) == 0.0
+    assert float(bpgpu.to_host(net.biases[0]).max()) == 0.0

@@ -27,14 +27,17 @@ def to_host(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def to_backend(x: Any, backend: Backend, dtype: Any = None) -> Any:
-    """``x`` (host or any library) as an array of ``backend`` on its device, with ``dtype`` if given."""
+def to_backend(x: Any, backend: Backend, dtype: Any = None, copy: bool = False) -> Any:
+    """``x`` (host or any library) as an array of ``backend`` on its device, with ``dtype`` if given.
+
+    Without ``copy`` the result may share memory with ``x`` (NumPy input to NumPy or torch CPU);
+    ``copy=True`` guarantees an independent array (parameters are always copied in)."""
     if dtype is not None and isinstance(dtype, str):
         dtype = backend.dtype(dtype)
     host = to_host(x)
     if backend.name == "numpy":
-        return np.asarray(host, dtype=dtype)
+        return np.array(host, dtype=dtype, copy=True) if copy else np.asarray(host, dtype=dtype)
     host = np.ascontiguousarray(host)
     if not host.dtype.isnative:  # big-endian data (from a file): torch/CuPy take native byte order only
         host = host.astype(host.dtype.newbyteorder("="))
-    return backend.xp.asarray(host, dtype=dtype, device=backend.device)
+    return backend.xp.asarray(host, dtype=dtype, device=backend.device, copy=True if copy else None)
