@@ -64,7 +64,8 @@ def machine_lines(machine: dict[str, Any]) -> list[str]:
         f"- torch: {torch.get('version', torch.get('status'))}, {torch.get('threads', '—')} threads; "
         f"scikit-learn {machine['scikit-learn']}",
         f"- GPU: {card}; TF32 — {tf32}",
-        f"- {machine['platform']}, Python {machine['python']}",
+        f"- {machine['platform']}, Python {machine['python']}; load average (1/5/15 min) before, after: "
+        f"{machine.get('load_average_before_after')}",
     ]
 
 
@@ -74,7 +75,8 @@ def markdown(record: dict[str, Any]) -> str:
                     for n, w in record["config"]["workloads"].items())
     return "\n".join([
         f"# bpgpu benchmark ({mode})", "", *machine_lines(record["machine"]), "", wls, "",
-        f"Method: {record['method']} Elapsed {record['elapsed_s']} s.", "",
+        f"Method: {record['method']} Threads: {record['config'].get('threads') or 'library defaults'}. "
+        f"Elapsed {record['elapsed_s']} s.", "",
         results_table(record), "", "## Width × batch sweep", "",
         f"{(record['sweep'] or {}).get('model', '')}, {(record['sweep'] or {}).get('dtype', '')}", "",
         sweep_table(record["sweep"]), "",

@@ -3,6 +3,7 @@ sweep for the CPU/GPU crossover. ``run_suite`` returns one JSON-ready dict (see 
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -36,6 +37,7 @@ class BenchConfig:
     steps: int | None = None  # override the timed steps (tests use tiny values)
     workload_table: dict[str, Workload] = field(default_factory=lambda: dict(WORKLOADS))
     sweep_grid: tuple[list[int], list[int], float] | None = None  # override (widths, batches, flop cap)
+    threads: int | None = None  # limit BLAS/OpenMP (and torch) threads; None: the libraries' defaults
 
 
 def _plan(cfg: BenchConfig, name: str, gpu: bool) -> tuple[int, int, int]:
@@ -161,9 +163,43 @@ def run_sweep(cfg: BenchConfig, dtype: str, log: Callable[[str], None]) -> dict[
             "crossover_width_by_batch": crossover, "crossover_status": status}
 
 
+def _loadavg() -> list[float] | None:
+    """The 1/5/15-minute load averages: other processes competing for the cores (None where unknown)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def _limit_threads(n: int) -> Any:
+    """A context limiting every BLAS/OpenMP pool (threadpoolctl) and torch's intra-op threads to ``n``."""
+    import contextlib
+    import importlib.util
+
+    from threadpoolctl import threadpool_limits
+
+    stack = contextlib.ExitStack()
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(n)
+        stack.callback(torch.set_num_threads, before)
+    stack.enter_context(threadpool_limits(limits=n))
+    return stack
+
+
 def run_suite(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the configured benchmark; return machine info, config, per-contender rows and the sweep."""
+    if cfg.threads:
+        with _limit_threads(cfg.threads):
+            return _run_suite(cfg, log)
+    return _run_suite(cfg, log)
+
+
+def _run_suite(cfg: BenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
     started = time.time()
+    load_before = _loadavg()
     results: list[dict[str, Any]] = []
     for dtype in cfg.dtypes:
         for name in cfg.workloads:
@@ -172,7 +208,9 @@ def run_suite(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     config = {k: v for k, v in asdict(cfg).items() if k not in ("workload_table", "sweep_grid")}
     config["workloads"] = {n: {**asdict(cfg.workload_table[n]), "label": cfg.workload_table[n].label()}
                            for n in cfg.workloads}
-    return {"machine": machine_info(), "config": config, "results": results, "sweep": sweep,
+    machine = machine_info()
+    machine["load_average_before_after"] = [load_before, _loadavg()]
+    return {"machine": machine, "config": config, "results": results, "sweep": sweep,
             "started_unix": started, "elapsed_s": round(time.time() - started, 1),
             "method": ("epoch = forward + backward + SGD update with the data already on the device; median "
                        "over interleaved repeats (rotating order); ratios are medians of per-repeat ratios; "

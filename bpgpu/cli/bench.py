@@ -26,7 +26,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if bad:
         raise ConfigError(f"--dtype {','.join(bad)} is not supported; use float32, float64 or both (comma-separated).")
     return BenchConfig(workloads=workloads, dtypes=dtypes, devices=DEVICES[args.device], full=args.full,
-                       sweep=not args.no_sweep, repeats=args.repeats)
+                       sweep=not args.no_sweep, repeats=args.repeats, threads=args.threads)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,6 +53,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--dtype", default=None, help="float32, float64 or both comma-separated (default: float32; --full: both)")
     p.add_argument("--workload", default=None, help="W1, W2, W3 (comma-separated; default: all)")
     p.add_argument("--repeats", type=int, default=None, help="override the number of interleaved repeats")
+    p.add_argument("--threads", type=int, default=None,
+                   help="limit BLAS/OpenMP and torch threads for every contender (default: the libraries' own)")
     p.add_argument("--no-sweep", action="store_true", help="skip the width × batch sweep")
     p.add_argument("--out", metavar="DIR", default=None, help="write JSON, markdown and PNG into DIR")
     p.set_defaults(func=run)

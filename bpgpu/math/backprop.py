@@ -41,14 +41,20 @@ def feedforward(
 
 def backprop(
     weights: Sequence[Any], biases: Sequence[Any], hidden: Activation, objective: Objective, x: Any, y: Any,
+    out: tuple[Sequence[Any], Sequence[Any]] | None = None,
 ) -> tuple[Any, list[Any], list[Any]]:
     """Mean cost of the batch and its gradients (∂C/∂W^l, ∂C/∂b^l) for every layer, as device arrays.
 
     One namespace lookup per call; NumPy arrays take the equivalent in-place fast path
-    (``numpy_fast.backprop_numpy``), every other library the generic path (the reference)."""
+    (``numpy_fast.backprop_numpy``), every other library the generic path (the reference).
+    ``out=(grad_w, grad_b)``: optional arrays shaped like the parameters that the NumPy path writes the
+    gradients into (no new gradient arrays per step); other libraries ignore it. Always use the
+    returned lists: they are the gradients, whether or not ``out`` was used."""
     xp = numpy_fast.namespace(x, y)
     if xp is not None and numpy_fast.supports(xp, hidden, x):
-        return numpy_fast.backprop_numpy(xp, weights, biases, hidden, objective, x, y)
+        if out is not None and not numpy_fast.usable_out(xp, out, weights, biases, x.dtype):
+            out = None
+        return numpy_fast.backprop_numpy(xp, weights, biases, hidden, objective, x, y, out)
     return backprop_generic(weights, biases, hidden, objective, x, y)
 
 

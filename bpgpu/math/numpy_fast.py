@@ -18,43 +18,59 @@ from bpgpu.math.activations import Activation
 from bpgpu.math.costs import Objective
 
 
-_CONSTANTS: dict[tuple[Any, float], Any] = {}
+class _Constants:
+    """0-d arrays of one dtype, made once: NumPy applies them faster than Python floats (no promotion)."""
+
+    def __init__(self, xp: Any, dtype: Any) -> None:
+        self.zero = xp.asarray(0.0, dtype=dtype)
+        self.one = xp.asarray(1.0, dtype=dtype)
+        self.exp_max = xp.asarray(88.0 if dtype == xp.float32 else 708.0, dtype=dtype)  # e^x finite below
+        self.inv_m: dict[int, Any] = {}
+        self._xp, self._dtype = xp, dtype
+
+    def inverse(self, m: int) -> Any:
+        """1/m as a 0-d array (cached per batch size)."""
+        c = self.inv_m.get(m)
+        if c is None:
+            if len(self.inv_m) > 64:
+                self.inv_m.clear()
+            c = self.inv_m[m] = self._xp.asarray(1.0 / m, dtype=self._dtype)
+        return c
 
 
-def _const(xp: Any, value: float, dtype: Any) -> Any:
-    """A cached 0-d array of ``dtype``: NumPy applies it faster than a Python float, with no promotion."""
-    key = (dtype, value)
-    c = _CONSTANTS.get(key)
-    if c is None:
-        if len(_CONSTANTS) > 512:
-            _CONSTANTS.clear()
-        c = _CONSTANTS[key] = xp.asarray(value, dtype=dtype)
-    return c
+_CONSTANTS: dict[Any, _Constants] = {}
 
 
-def _sigmoid_(xp: Any, z: Any) -> Any:
+def _constants(xp: Any, dtype: Any) -> _Constants:
+    k = _CONSTANTS.get(dtype)
+    if k is None:
+        k = _CONSTANTS[dtype] = _Constants(xp, dtype)
+    return k
+
+
+def _sigmoid_(xp: Any, z: Any, k: _Constants) -> Any:
     """σ(z) = 1/(1+e^{−z}), overwriting z. −z is clipped at the dtype's exp limit so e^{−z} stays finite
     (σ of the clipped values is < 1e−38 in float32, < 1e−307 in float64: the same to the dtype)."""
     xp.negative(z, out=z)
-    xp.minimum(z, _const(xp, 88.0 if z.dtype == xp.float32 else 708.0, z.dtype), out=z)
+    xp.minimum(z, k.exp_max, out=z)
     xp.exp(z, out=z)
-    xp.add(z, _const(xp, 1.0, z.dtype), out=z)
+    xp.add(z, k.one, out=z)
     return xp.reciprocal(z, out=z)
 
 
-def _relu_(xp: Any, z: Any) -> Any:
-    return xp.maximum(z, _const(xp, 0.0, z.dtype), out=z)
+def _relu_(xp: Any, z: Any, k: _Constants) -> Any:
+    return xp.maximum(z, k.zero, out=z)
 
 
-def _tanh_(xp: Any, z: Any) -> Any:
+def _tanh_(xp: Any, z: Any, k: _Constants) -> Any:
     return xp.tanh(z, out=z)
 
 
-def _identity_(xp: Any, z: Any) -> Any:
+def _identity_(xp: Any, z: Any, k: _Constants) -> Any:
     return z
 
 
-def _sigmoid_back_(xp: Any, a: Any, g: Any) -> Any:
+def _sigmoid_back_(xp: Any, a: Any, g: Any, k: _Constants) -> Any:
     """g ⊙ σ'(z) = g ⊙ (a − a²), overwriting g."""
     t = a * a
     xp.subtract(a, t, out=t)
@@ -62,40 +78,42 @@ def _sigmoid_back_(xp: Any, a: Any, g: Any) -> Any:
     return g
 
 
-def _relu_back_(xp: Any, a: Any, g: Any) -> Any:
-    return xp.multiply(g, a > 0, out=g)
+def _relu_back_(xp: Any, a: Any, g: Any, k: _Constants) -> Any:
+    return xp.multiply(g, a > k.zero, out=g)
 
 
-def _tanh_back_(xp: Any, a: Any, g: Any) -> Any:
+def _tanh_back_(xp: Any, a: Any, g: Any, k: _Constants) -> Any:
     t = a * a
-    xp.subtract(_const(xp, 1.0, t.dtype), t, out=t)
+    xp.subtract(k.one, t, out=t)
     g *= t
     return g
 
 
-def _identity_back_(xp: Any, a: Any, g: Any) -> Any:
+def _identity_back_(xp: Any, a: Any, g: Any, k: _Constants) -> Any:
     return g
 
 
-FORWARD: dict[str, Callable[[Any, Any], Any]] = {
+FORWARD: dict[str, Callable[[Any, Any, _Constants], Any]] = {
     "sigmoid": _sigmoid_, "relu": _relu_, "tanh": _tanh_, "identity": _identity_}
-BACKWARD: dict[str, Callable[[Any, Any, Any], Any]] = {
+BACKWARD: dict[str, Callable[[Any, Any, Any, _Constants], Any]] = {
     "sigmoid": _sigmoid_back_, "relu": _relu_back_, "tanh": _tanh_back_, "identity": _identity_back_}
 
 
-_NUMPY: list[Any] = []  # array_api_compat.numpy, looked up once
+_NUMPY: list[Any] = []  # [array_api_compat.numpy, numpy.ndarray], looked up once
 
 
 def namespace(x: Any, y: Any) -> Any:
     """The NumPy namespace if ``x`` and ``y`` are NumPy arrays (two cheap type checks), else None."""
-    if not (is_numpy_array(x) and is_numpy_array(y)):
-        return None
     if not _NUMPY:
+        if not (is_numpy_array(x) and is_numpy_array(y)):
+            return None
         xp = array_namespace(x, y)
         if not is_numpy_namespace(xp):  # pragma: no cover - array_api_compat always maps NumPy to itself
             return None
-        _NUMPY.append(xp)
-    return _NUMPY[0]
+        _NUMPY.extend([xp, type(xp.empty(0))])
+    if type(x) is _NUMPY[1] and type(y) is _NUMPY[1]:
+        return _NUMPY[0]
+    return None
 
 
 def supports(xp: Any, hidden: Activation, x: Any) -> bool:
@@ -103,7 +121,7 @@ def supports(xp: Any, hidden: Activation, x: Any) -> bool:
     return hidden.name in FORWARD and (x.dtype == xp.float32 or x.dtype == xp.float64)
 
 
-def _output_cost_error(xp: Any, objective: Objective, z: Any, y: Any, m: int) -> tuple[Any, Any]:
+def _output_cost_error(xp: Any, objective: Objective, z: Any, y: Any, m: int, k: _Constants) -> tuple[Any, Any]:
     """Output layer, mean cost and BP1's Δ^L (already ÷m), overwriting the logits z where possible."""
     out, cost = objective.output.name, objective.cost.name
     if out == "softmax":
@@ -113,43 +131,58 @@ def _output_cost_error(xp: Any, objective: Objective, z: Any, y: Any, m: int) ->
         a /= s  # A^L
         if cost == "cross_entropy":  # C = Σ y (log Σe − z_shifted) / m;  BP1: Δ^L = (A − Y)/m
             t = xp.log(s) - z
-            value = (y.reshape(-1) @ t.reshape(-1)) * (1.0 / m)
+            value = xp.vdot(y, t) * (1.0 / m)
             a -= y
-            a *= _const(xp, 1.0 / m, a.dtype)
+            a *= k.inverse(m)
             return value, a
     elif out == "sigmoid" and cost == "quadratic":  # C = ½‖A − Y‖²/m;  BP1: Δ^L = (A − Y) ⊙ A(1 − A)/m
-        a = _sigmoid_(xp, z)
+        a = _sigmoid_(xp, z, k)
         d = a - y
-        value = (d.reshape(-1) @ d.reshape(-1)) * (0.5 / m)
-        d = _sigmoid_back_(xp, a, d)
-        d *= _const(xp, 1.0 / m, d.dtype)
+        value = xp.vdot(d, d) * (0.5 / m)
+        d = _sigmoid_back_(xp, a, d, k)
+        d *= k.inverse(m)
         return value, d
     else:
-        a = _sigmoid_(xp, xp.asarray(z, copy=True)) if out == "sigmoid" else z
+        a = _sigmoid_(xp, xp.asarray(z, copy=True), k) if out == "sigmoid" else z
     return objective.value(z, a, y), objective.output_error(z, a, y) * (1.0 / m)  # the generic costs
+
+
+def usable_out(xp: Any, out: Any, weights: Sequence[Any], biases: Sequence[Any], dtype: Any) -> bool:
+    """True if ``out`` is (grad_w, grad_b): writable C-contiguous NumPy arrays shaped like the parameters."""
+    try:
+        gw, gb = out
+        arrays = list(zip(gw, weights)) + list(zip(gb, biases))
+        return len(gw) == len(weights) and len(gb) == len(biases) and all(
+            type(g) is _NUMPY[1] and g.shape == p.shape and g.dtype == dtype and g.flags.c_contiguous
+            and g.flags.writeable for g, p in arrays)
+    except (TypeError, ValueError, AttributeError, IndexError):
+        return False
 
 
 def backprop_numpy(
     xp: Any, weights: Sequence[Any], biases: Sequence[Any], hidden: Activation, objective: Objective, x: Any, y: Any,
+    out: Any = None,
 ) -> tuple[Any, list[Any], list[Any]]:
-    """``backprop`` for NumPy arrays: (mean cost, ∂C/∂W^l, ∂C/∂b^l). Stores only A^0 … A^{L−1}."""
+    """``backprop`` for NumPy arrays: (mean cost, ∂C/∂W^l, ∂C/∂b^l). Stores only A^0 … A^{L−1}.
+    With ``out=(grad_w, grad_b)`` (checked by ``usable_out``) the gradients are written into those arrays."""
     forward, backward = FORWARD[hidden.name], BACKWARD[hidden.name]
+    k = _constants(xp, x.dtype)
     m, n = x.shape[0], len(weights)
     activations = [x]
     a = x
     for l in range(n - 1):
         z = a @ weights[l].T                                   # Z^l = A^{l−1} W^{lT} + b^l (BLAS, no copy)
         z += biases[l]
-        a = forward(xp, z)                                     # A^l = σ(Z^l), in place
+        a = forward(xp, z, k)                                  # A^l = σ(Z^l), in place
         activations.append(a)
     z = a @ weights[n - 1].T
     z += biases[n - 1]
-    cost, delta = _output_cost_error(xp, objective, z, y, m)   # BP1 (÷m: batch mean)
-    grad_w: list[Any] = [None] * n
-    grad_b: list[Any] = [None] * n
+    cost, delta = _output_cost_error(xp, objective, z, y, m, k)  # BP1 (÷m: batch mean)
+    grad_w: list[Any] = list(out[0]) if out is not None else [None] * n
+    grad_b: list[Any] = list(out[1]) if out is not None else [None] * n
     for l in range(n - 1, -1, -1):
-        grad_b[l] = delta.sum(axis=0)                                       # BP3
-        grad_w[l] = delta.T @ activations[l]                                # BP4
+        grad_b[l] = xp.add.reduce(delta, axis=0, out=grad_b[l])             # BP3
+        grad_w[l] = xp.matmul(delta.T, activations[l], out=grad_w[l])       # BP4 (Δᵀ: a BLAS flag, no copy)
         if l > 0:
-            delta = backward(xp, activations[l], delta @ weights[l])        # BP2
+            delta = backward(xp, activations[l], delta @ weights[l], k)     # BP2
     return cost, grad_w, grad_b

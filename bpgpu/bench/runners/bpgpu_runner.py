@@ -1,6 +1,6 @@
 """bpgpu itself, on NumPy (CPU) or CuPy (GPU): the data is validated and moved to the device once,
 then each step calls the raw math (``bpgpu.math.backprop.backprop``) on device slices and updates the
-parameters with plain SGD (in place on NumPy and CuPy)."""
+parameters with ``bpgpu.SGD`` (plain SGD, as ``fit`` does)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,7 @@ from bpgpu.bench.workloads import Workload
 from bpgpu.math import backprop as bp
 
 
-def sgd_update(params: list[Any], grads: list[Any], lr: float, in_place: bool) -> None:
-    """p ← p − η g for every parameter: in place where the backend allows, else rebinding the entry."""
-    for i, g in enumerate(grads):
-        if in_place:
-            params[i] -= lr * g
-        else:
-            params[i] = params[i] - lr * g
+OUT_BUFFERS_FROM = 1_000_000  # parameters; below this a step's arrays come from NumPy's small-block cache
 
 
 class BpgpuRunner(Runner):
@@ -42,18 +36,26 @@ class BpgpuRunner(Runner):
                   dtype=dtype, device="cpu" if self.device == "cpu" else "cuda:0", seed=0)
         xs = net.as_features(x)  # validated and moved once, up front
         ys = net.as_targets(onehot, xs.shape[0])
-        self.state = {"net": net, "x": xs, "y": ys, "wl": workload,
-                      "in_place": net.backend.name in ("numpy", "cupy")}
+        from bpgpu.training.optimizers import SGD
+
+        # large nets on NumPy: gradients written into buffers allocated once (backprop's out=), not into
+        # fresh 16–64 MB arrays whose pages the kernel must fault in and zero every step
+        out = None
+        if net.backend.name == "numpy" and net.num_parameters >= OUT_BUFFERS_FROM:
+            xp = net.xp
+            out = ([xp.empty(w.shape, dtype=w.dtype) for w in net.weights],
+                   [xp.empty(b.shape, dtype=b.dtype) for b in net.biases])
+        self.state = {"net": net, "x": xs, "y": ys, "wl": workload, "opt": SGD(workload.lr), "out": out}
         net.backend.synchronize()
 
     def run(self, steps: int) -> None:
         s = self.state
-        net, x, y, m, lr, in_place = s["net"], s["x"], s["y"], s["wl"].batch, s["wl"].lr, s["in_place"]
+        net, x, y, m, opt, out = s["net"], s["x"], s["y"], s["wl"].batch, s["opt"], s["out"]
         weights, biases, hidden, objective = net.weights, net.biases, net.hidden, net.objective
         for i in range(steps):
-            _, gw, gb = bp.backprop(weights, biases, hidden, objective, x[i * m:(i + 1) * m], y[i * m:(i + 1) * m])
-            sgd_update(weights, gw, lr, in_place)
-            sgd_update(biases, gb, lr, in_place)
+            _, gw, gb = bp.backprop(weights, biases, hidden, objective, x[i * m:(i + 1) * m], y[i * m:(i + 1) * m],
+                                    out=out)
+            weights[:], biases[:] = opt.step(weights, biases, gw, gb)
         net.backend.synchronize()
 
     def reset_peak(self) -> None:
@@ -72,4 +74,5 @@ class BpgpuRunner(Runner):
     def describe(self) -> dict[str, Any]:
         import bpgpu
 
-        return {"library": f"bpgpu {bpgpu.__version__}", "update": "inline SGD (in place)"}
+        return {"library": f"bpgpu {bpgpu.__version__}", "update": repr(self.state["opt"]),
+                "gradient buffers": "reused (backprop out=)" if self.state["out"] is not None else "fresh per step"}
