@@ -36,5 +36,6 @@ class ModelFileError(BpgpuError, ValueError):
 
 
 class OutOfMemoryError(BpgpuError, MemoryError):
-    """The device ran out of memory during training; the message names the batch size and layer sizes.
-    The network keeps the weights from before the failed step and stays usable."""
+    """The device ran out of memory during training; the message names the batch size and layer sizes
+    and suggests a smaller batch. The network stays usable (a failure in the forward/backward pass
+    leaves the weights from before that step)."""

@@ -11,8 +11,9 @@ in its ``except`` clause::
 
 CuPy's ``cupy.cuda.memory.OutOfMemoryError`` subclasses ``MemoryError``; torch's
 ``torch.OutOfMemoryError`` is a ``RuntimeError`` whose message says "out of memory". The backprop step
-computes every gradient before any parameter is touched, so an allocation failure there leaves the
-weights as they were before the step and the network usable (with a smaller batch).
+computes every gradient before any parameter is touched, so an allocation failure there (where the
+batch's activations take nearly all the memory) leaves the weights as they were before the step and
+the network usable with a smaller batch.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def out_of_memory_error(exc: BaseException, sizes: list[int], batch_size: int, d
     return OutOfMemoryError(
         f"{device} ran out of memory training sizes={list(sizes)} with batch_size={batch_size} "
         f"({type(exc).__name__}: {str(exc)[:200]}). Try a smaller batch (e.g. batch_size={smaller}), "
-        "smaller layers, or dtype='float32'. The network keeps the weights from before the failed step."
+        "smaller layers, or dtype='float32'. The network stays usable."
     )
 
 
