@@ -132,3 +132,36 @@ def test_different_seeds_give_different_runs():
     a = bpgpu.MLP([3, 4, 2], seed=1).get_parameters()[0][0]
     b = bpgpu.MLP([3, 4, 2], seed=2).get_parameters()[0][0]
     assert not np.array_equal(a, b)
+
+
+# -- any input: a result or a documented error ------------------------------------------------------
+
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+ANY_DTYPE = st.sampled_from([np.bool_, np.int8, np.uint8, np.int64, np.float16, np.float32, np.float64, np.complex64])
+
+
+@st.composite
+def any_array(draw):
+    dtype = draw(ANY_DTYPE)
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5))
+    return draw(hnp.arrays(dtype, shape, elements=None if dtype is not np.float64 else
+                           st.floats(allow_nan=True, allow_infinity=True, width=64)))
+
+
+def _documented(exc: BaseException) -> bool:
+    if isinstance(exc, bpgpu.BpgpuError):
+        return isinstance(exc, (ValueError, TypeError))
+    return isinstance(exc, TypeError) and str(exc).startswith(("x ", "y "))
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(any_array(), any_array())
+def test_any_input_gives_a_result_or_a_documented_error(x, y):
+    net = bpgpu.MLP([4, 3], dtype="float64", seed=0)
+    for call in (lambda: net.fit(x, y, 1, 2, progress=False, seed=0), lambda: net.predict(x),
+                 lambda: net.evaluate(x, y)):
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001 - classifying is the point
+            assert _documented(exc), f"{type(exc).__name__}: {exc}"
