@@ -183,13 +183,19 @@ def test_other_runtime_errors_are_not_mistaken_for_out_of_memory(monkeypatch):
 
 # -- divergence ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_divergence_names_epoch_and_batch_and_keeps_the_weights_from_before_the_bad_step(dtype):
+@pytest.mark.parametrize("dtype,backend", [("float64", "numpy"), ("float32", "numpy"), ("float32", "strict"),
+                                           ("float64", "torch")])
+def test_divergence_names_epoch_and_batch_and_keeps_the_weights_from_before_the_bad_step(dtype, backend):
     """SGD with η = 1e30 on quadratic/identity blows up within a few steps. One batch per epoch and
     no shuffling make it reproducible: the weights kept must equal a fresh run stopped one step earlier."""
     x = RNG.normal(size=(16, 3))
     y = RNG.normal(size=(16, 2))
     kw = dict(hidden="tanh", output="identity", cost="quadratic", dtype=dtype, seed=1)
+    if backend == "strict":
+        xps = pytest.importorskip("array_api_strict")
+        kw.update(xp=xps, device=xps.Device("device1"))
+    elif backend == "torch":
+        kw.update(xp=pytest.importorskip("torch"), device="cpu")
     net = bpgpu.MLP([3, 4, 2], **kw)
     with pytest.raises(bpgpu.DivergenceError) as info:
         net.fit(x, y, 50, 16, optimizer=bpgpu.SGD(1e30), shuffle=False, progress=False)

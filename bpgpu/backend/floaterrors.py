@@ -2,7 +2,8 @@
 
 ``fit`` detects NaN/inf itself and raises :class:`~bpgpu.errors.DivergenceError` naming the epoch
 and batch, so NumPy's ``RuntimeWarning: overflow encountered`` on the way there is noise (and an
-exception under ``-W error``). Other backends do not warn; for them this is a no-op.
+exception under ``-W error``). NumPy and array-api-strict (NumPy underneath) warn; other backends do
+not, and for them this is a no-op.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import Any, ContextManager
 
 
 def quiet_float_errors(backend: Any) -> ContextManager[Any]:
-    """``numpy.errstate(over="ignore", invalid="ignore", divide="ignore")`` for NumPy, else nothing."""
-    if getattr(backend, "name", None) == "numpy":
+    """``numpy.errstate(over="ignore", invalid="ignore", divide="ignore")`` for NumPy-based backends, else nothing."""
+    if getattr(backend, "name", None) in ("numpy", "array_api_strict"):  # array-api-strict runs on NumPy
         import numpy
 
         return numpy.errstate(over="ignore", invalid="ignore", divide="ignore")
