@@ -22,8 +22,21 @@ MPI_ENV_VARS = ("OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK", "MV
 
 __all__ = [
     "Communicator", "LocalComm", "shard_bounds", "init", "launched_by_mpi", "abort_on_error",
-    "install_excepthook", "BACKENDS",
+    "install_excepthook", "BACKENDS", "MPIComm", "NCCLComm",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``MPIComm`` / ``NCCLComm`` on first use (so importing this package imports neither mpi4py nor CuPy)."""
+    if name == "MPIComm":
+        from bpgpu.distributed.mpi import MPIComm
+
+        return MPIComm
+    if name == "NCCLComm":
+        from bpgpu.distributed.nccl import NCCLComm
+
+        return NCCLComm
+    raise AttributeError(f"module 'bpgpu.distributed' has no attribute {name!r}")
 
 
 def launched_by_mpi(environ: Mapping[str, str] | None = None) -> bool:
