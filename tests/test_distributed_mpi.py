@@ -55,6 +55,13 @@ def test_a_rank_that_raises_stops_every_rank(bad_rank):
     assert "finished (should not happen)" not in proc.stdout
 
 
+def test_a_rank_whose_fit_raises_stops_every_rank():
+    proc = run_script(3, "crash.py", 1, "fit", timeout=30)
+    assert proc.returncode != 0
+    assert "rank 1 of 3 raised DataError; aborting all ranks" in proc.stderr and "NaN" in proc.stderr
+    assert "finished (should not happen)" not in proc.stdout
+
+
 def test_a_non_zero_exit_inside_abort_on_error_stops_every_rank():
     proc = run_script(2, "crash.py", 1, "exit", timeout=30)
     assert proc.returncode != 0
