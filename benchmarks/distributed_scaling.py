@@ -136,9 +136,14 @@ def main() -> None:
     parser.add_argument("--w2-samples", type=int, default=15_360)
     parser.add_argument("--w3-samples", type=int, default=2_048)
     parser.add_argument("--only", choices=sorted(WORKLOADS), action="append", help="run only these workloads")
+    parser.add_argument("--render", metavar="JSON", help="only rewrite the .md next to an earlier results .json")
     args = parser.parse_args()
     if args.worker:
         worker(args)
+        return
+    if args.render:
+        data = json.loads(pathlib.Path(args.render).read_text())
+        pathlib.Path(args.render).with_suffix(".md").write_text(markdown(data["meta"], data["summary"]))
         return
 
     samples = {"W2": args.w2_samples, "W3": args.w3_samples}
@@ -202,6 +207,12 @@ def markdown(meta: dict, summary: list[dict]) -> str:
         f"`python benchmarks/distributed_scaling.py`, {meta['started_utc']}; float32, {meta['optimizer']}, "
         f"synthetic data; MPI: {meta['comm']}; mpirun {meta['mca']}.",
         "Epoch time = median over launches of the median epoch after the first (warm-up).",
+        "",
+        "Configurations: `1p x 2t` = one process (no mpirun), BLAS on 2 threads; `1p x 1t` = one process, 1 BLAS",
+        "thread; `2p x 1t` = `mpirun -np 2 --bind-to none`, 1 BLAS thread per rank (threads set with",
+        "OMP_NUM_THREADS / OPENBLAS_NUM_THREADS / MKL_NUM_THREADS, so 2 ranks never oversubscribe the 2 cores).",
+        "`all-reduce ms / step` = one `comm.allreduce_sum` of all the gradients (packed into one buffer), timed",
+        "after training.",
         "",
         "The machine is shared (other jobs were running: 1-minute load average before each launch in the last",
         "column), so the spread between launches is large; `best` is the fastest launch.",
