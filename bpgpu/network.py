@@ -12,6 +12,7 @@ from bpgpu.backend.random import default_init, initial_parameters
 from bpgpu.math import backprop as bp
 from bpgpu.math.activations import hidden_activation, output_activation
 from bpgpu.math.costs import Objective, default_cost
+from bpgpu.errors import ConfigError
 from bpgpu.validation import check_features, check_seed, check_sizes, check_targets
 
 
@@ -41,6 +42,11 @@ class MLP:
         self.hidden = hidden_activation(hidden)
         output = output if output is not None else ("softmax" if self.sizes[-1] > 1 else "sigmoid")
         self.objective = Objective(cost if cost is not None else default_cost(output_activation(output).name), output)
+        if self.output == "softmax" and self.sizes[-1] == 1:
+            raise ConfigError(
+                "output='softmax' with a single output unit always outputs 1 and cannot learn; "
+                "use output='sigmoid' for one unit (binary), or give the output layer one unit per class."
+            )
         self.backend: Backend = resolve(device, xp)
         self.dtype = self.backend.dtype(dtype)
         self.init = init if init is not None else default_init(self.hidden.name)

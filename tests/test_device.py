@@ -159,3 +159,8 @@ def test_the_device_can_come_from_the_input_arrays():
     assert net.backend.label == "array_api_strict:device2"
     assert tuple(net.forward(x).shape) == (2, 2)
     assert bpgpu.MLP([3, 2], device=np.ones(3)).backend.label == "cpu"
+
+
+def test_a_one_unit_softmax_is_refused():
+    with pytest.raises(bpgpu.ConfigError, match="single output unit"):
+        bpgpu.MLP([3, 1], output="softmax")
