@@ -85,3 +85,22 @@ def test_other_libraries_take_the_generic_path(monkeypatch):
     monkeypatch.setattr(numpy_fast, "backprop_numpy", lambda *a: pytest.fail("fast path used for array_api_strict"))
     cost, _, _ = net.backprop(np.ones((2, 3)), np.array([0, 1]))
     assert np.isfinite(cost)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_out_buffers_receive_the_same_gradients(dtype):
+    net, x, y = _case("relu", "softmax", "cross_entropy", dtype)
+    gw_out = [np.full(w.shape, np.nan, dtype=dtype) for w in net.weights]
+    gb_out = [np.full(b.shape, np.nan, dtype=dtype) for b in net.biases]
+    cost, gw, gb = bp.backprop(net.weights, net.biases, net.hidden, net.objective, x, y, out=(gw_out, gb_out))
+    assert all(a is b for a, b in zip(gw + gb, gw_out + gb_out))
+    _assert_close((cost, gw, gb), bp.backprop_generic(net.weights, net.biases, net.hidden, net.objective, x, y), dtype)
+
+
+def test_unusable_out_buffers_are_ignored():
+    net, x, y = _case("sigmoid", "sigmoid", "quadratic", "float32")
+    wrong = ([np.empty((2, 2), np.float32)] * 3, [np.empty(2, np.float32)] * 3)
+    for out in (wrong, ([w.astype(np.float64) for w in net.weights], [b.copy() for b in net.biases]), "junk"):
+        cost, gw, gb = bp.backprop(net.weights, net.biases, net.hidden, net.objective, x, y, out=out)
+        _assert_close((cost, gw, gb), bp.backprop_generic(net.weights, net.biases, net.hidden, net.objective, x, y),
+                      "float32")

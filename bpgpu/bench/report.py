@@ -17,12 +17,12 @@ def _fmt(x: Any, spec: str) -> str:
 def results_table(record: dict[str, Any]) -> str:
     """The per-workload table (markdown; also what ``bpgpu bench`` prints)."""
     head = ("| workload | dtype | contender | device | s/epoch | × reference | × GEMM floor | samples/s "
-            "| host MB | device MB | note |")
-    lines = [head, "|" + " --- |" * 11]
+            "| CPU s/epoch | host MB | device MB | note |")
+    lines = [head, "|" + " --- |" * 12]
     for r in record["results"]:
         if r["status"] != "ok":
             lines.append(f"| {r['workload']} | {r['dtype']} | {r['contender']} | {r['device']} | skipped "
-                         f"| | | | | | {r['reason']} |")
+                         f"| | | | | | | {r['reason']} |")
             continue
         note = f"scaled from {r['measured_steps']}/{r['epoch_steps']} batches" if r["scaled"] else ""
         extra = r.get("describe", {}).get("note")
@@ -30,7 +30,7 @@ def results_table(record: dict[str, Any]) -> str:
         lines.append(
             f"| {r['workload']} | {r['dtype']} | {r['contender']} | {r['device']} | {r['epoch_s']:.3f} "
             f"| {_fmt(r['ratio_to_reference'], '.2f')} | {_fmt(r['ratio_to_gemm_floor'], '.2f')} "
-            f"| {r['samples_per_s']:,.0f} | {_fmt(r.get('host_peak_mb'), '.0f')} "
+            f"| {r['samples_per_s']:,.0f} | {r['cpu_epoch_s']:.3f} | {_fmt(r.get('host_peak_mb'), '.0f')} "
             f"| {_fmt(r.get('device_peak_mb'), '.0f')} | {note} |")
     return "\n".join(lines)
 

@@ -11,7 +11,7 @@ from typing import Any, Callable
 from bpgpu.bench import memory
 from bpgpu.bench.machine import machine_info
 from bpgpu.bench.runners import BpgpuRunner, Runner, contenders
-from bpgpu.bench.timing import interleaved, median, paired_ratio
+from bpgpu.bench.timing import interleaved, interleaved_with_cpu, median, paired_ratio
 from bpgpu.bench.workloads import WORKLOADS, Workload, make_data, sweep_grid, sweep_workload
 
 # steps timed per repeat, warm-up steps, repeats: (quick, full); W3 on the CPU is measured on a few
@@ -94,10 +94,11 @@ def bench_workload(cfg: BenchConfig, name: str, dtype: str, log: Callable[[str],
         rows.append({**base, "status": "ok", "describe": r.describe()})
         active.append(r)
     log(f"{name} {dtype}: timing {', '.join(r.name for r in active)}: {repeats} repeats × {steps} steps")
-    times = interleaved([(lambda r=r: r.run(steps)) for r in active], repeats)
+    times, cpu_times = interleaved_with_cpu([(lambda r=r: r.run(steps)) for r in active], repeats)
     for r in active:
         r.teardown()
     by_name = {r.name: t for r, t in zip(active, times)}
+    cpu_by_name = {r.name: t for r, t in zip(active, cpu_times)}
     scale = wl.steps / steps
     for row in rows:
         if row["status"] != "ok":
@@ -106,7 +107,9 @@ def bench_workload(cfg: BenchConfig, name: str, dtype: str, log: Callable[[str],
         epoch = median(t) * scale
         gemm = GEMM_CPU if row["device"] == "cpu" else "GEMM floor (cuBLAS)"
         row.update({
-            "times_s": [round(x, 6) for x in t], "measured_steps": steps, "epoch_steps": wl.steps,
+            "times_s": [round(x, 6) for x in t], "cpu_times_s": [round(x, 6) for x in cpu_by_name[row["contender"]]],
+            "cpu_epoch_s": median(cpu_by_name[row["contender"]]) * scale,
+            "measured_steps": steps, "epoch_steps": wl.steps,
             "scaled": steps < wl.steps, "epoch_s": epoch, "samples_per_s": wl.steps * wl.batch / epoch,
             "ratio_to_reference": paired_ratio(t, by_name[REFERENCE]) if REFERENCE in by_name else None,
             "ratio_to_gemm_floor": paired_ratio(t, by_name[gemm]) if gemm in by_name else None,

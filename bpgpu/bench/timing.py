@@ -10,8 +10,15 @@ from typing import Callable, Sequence
 
 
 def interleaved(fns: Sequence[Callable[[], None]], repeats: int) -> list[list[float]]:
-    """Seconds per call: ``times[i][r]`` for ``fns[i]`` in repeat ``r`` (order rotated per repeat)."""
-    times: list[list[float]] = [[] for _ in fns]
+    """Wall seconds per call: ``times[i][r]`` for ``fns[i]`` in repeat ``r`` (order rotated per repeat)."""
+    return interleaved_with_cpu(fns, repeats)[0]
+
+
+def interleaved_with_cpu(fns: Sequence[Callable[[], None]], repeats: int) -> tuple[list[list[float]], list[list[float]]]:
+    """Wall and process-CPU seconds per call (CPU time sums all threads: it shows the parallelism used,
+    and on a shared machine it is not inflated by waiting for a core)."""
+    wall: list[list[float]] = [[] for _ in fns]
+    cpu: list[list[float]] = [[] for _ in fns]
     n = len(fns)
     gc.collect()
     enabled = gc.isenabled()
@@ -20,13 +27,14 @@ def interleaved(fns: Sequence[Callable[[], None]], repeats: int) -> list[list[fl
         for r in range(repeats):
             for k in range(n):
                 i = (k + r) % n
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 fns[i]()
-                times[i].append(time.perf_counter() - t0)
+                wall[i].append(time.perf_counter() - t0)
+                cpu[i].append(time.process_time() - c0)
     finally:
         if enabled:
             gc.enable()
-    return times
+    return wall, cpu
 
 
 def median(xs: Sequence[float]) -> float:

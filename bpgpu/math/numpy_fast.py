@@ -49,13 +49,11 @@ def _constants(xp: Any, dtype: Any) -> _Constants:
 
 
 def _sigmoid_(xp: Any, z: Any, k: _Constants) -> Any:
-    """σ(z) = 1/(1+e^{−z}), overwriting z. −z is clipped at the dtype's exp limit so e^{−z} stays finite
-    (σ of the clipped values is < 1e−38 in float32, < 1e−307 in float64: the same to the dtype)."""
-    xp.negative(z, out=z)
+    """σ(z) = e^z / (1 + e^z), overwriting z; z is first clipped at the dtype's exp limit (σ = 1 there
+    to the dtype), and e^z underflowing to 0 for very negative z is σ's true value to the dtype."""
     xp.minimum(z, k.exp_max, out=z)
     xp.exp(z, out=z)
-    xp.add(z, k.one, out=z)
-    return xp.reciprocal(z, out=z)
+    return xp.divide(z, z + k.one, out=z)
 
 
 def _relu_(xp: Any, z: Any, k: _Constants) -> Any:
@@ -99,7 +97,7 @@ BACKWARD: dict[str, Callable[[Any, Any, Any, _Constants], Any]] = {
     "sigmoid": _sigmoid_back_, "relu": _relu_back_, "tanh": _tanh_back_, "identity": _identity_back_}
 
 
-_NUMPY: list[Any] = []  # [array_api_compat.numpy, numpy.ndarray], looked up once
+_NUMPY: list[Any] = []  # [array_api_compat.numpy, numpy.ndarray, numpy.matmul], looked up once
 
 
 def namespace(x: Any, y: Any) -> Any:
@@ -110,7 +108,8 @@ def namespace(x: Any, y: Any) -> Any:
         xp = array_namespace(x, y)
         if not is_numpy_namespace(xp):  # pragma: no cover - array_api_compat always maps NumPy to itself
             return None
-        _NUMPY.extend([xp, type(xp.empty(0))])
+        base = xp.empty(0)
+        _NUMPY.extend([xp, type(base), base.__array_namespace__().matmul])  # the matmul ufunc takes out=
     if type(x) is _NUMPY[1] and type(y) is _NUMPY[1]:
         return _NUMPY[0]
     return None
@@ -165,7 +164,7 @@ def backprop_numpy(
 ) -> tuple[Any, list[Any], list[Any]]:
     """``backprop`` for NumPy arrays: (mean cost, ∂C/∂W^l, ∂C/∂b^l). Stores only A^0 … A^{L−1}.
     With ``out=(grad_w, grad_b)`` (checked by ``usable_out``) the gradients are written into those arrays."""
-    forward, backward = FORWARD[hidden.name], BACKWARD[hidden.name]
+    forward, backward, matmul = FORWARD[hidden.name], BACKWARD[hidden.name], _NUMPY[2]
     k = _constants(xp, x.dtype)
     m, n = x.shape[0], len(weights)
     activations = [x]
@@ -182,7 +181,7 @@ def backprop_numpy(
     grad_b: list[Any] = list(out[1]) if out is not None else [None] * n
     for l in range(n - 1, -1, -1):
         grad_b[l] = xp.add.reduce(delta, axis=0, out=grad_b[l])             # BP3
-        grad_w[l] = xp.matmul(delta.T, activations[l], out=grad_w[l])       # BP4 (Δᵀ: a BLAS flag, no copy)
+        grad_w[l] = matmul(delta.T, activations[l], out=grad_w[l])          # BP4 (Δᵀ: a BLAS flag, no copy)
         if l > 0:
             delta = backward(xp, activations[l], delta @ weights[l], k)     # BP2
     return cost, grad_w, grad_b

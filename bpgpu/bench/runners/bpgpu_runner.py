@@ -45,7 +45,8 @@ class BpgpuRunner(Runner):
             xp = net.xp
             out = ([xp.empty(w.shape, dtype=w.dtype) for w in net.weights],
                    [xp.empty(b.shape, dtype=b.dtype) for b in net.biases])
-        self.state = {"net": net, "x": xs, "y": ys, "wl": workload, "opt": SGD(workload.lr), "out": out}
+        self.state = {"net": net, "x": xs, "y": ys, "wl": workload, "out": out,
+                      "opt": SGD(workload.lr, inplace=True if net.backend.name in ("numpy", "cupy") else None)}
         net.backend.synchronize()
 
     def run(self, steps: int) -> None:
