@@ -3,6 +3,8 @@
 Each ``backward(z, a, grad)`` returns ``grad ⊙ σ'(z)``, computed from the stored activation ``a`` where
 σ' can be written from it (sigmoid, tanh, ReLU), so the forward pass never has to keep ``z``.
 Softmax is not elementwise: its backward is the vector–Jacobian product a ⊙ (g − Σ_j g_j a_j).
+Every method takes an optional ``xp`` (the arrays' namespace) so a caller that already has it (the
+backward pass: one lookup per step) saves the per-operation ``array_namespace`` call.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ class Activation:
     name: str = ""
     needs_z: bool = False  # True if backward() needs z rather than only a
 
-    def forward(self, z: Any) -> Any:  # pragma: no cover - interface
+    def forward(self, z: Any, xp: Any = None) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def backward(self, z: Any, a: Any, grad: Any) -> Any:  # pragma: no cover - interface
+    def backward(self, z: Any, a: Any, grad: Any, xp: Any = None) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -33,12 +35,12 @@ class Sigmoid(Activation):
 
     name = "sigmoid"
 
-    def forward(self, z: Any) -> Any:
-        xp = array_namespace(z)
+    def forward(self, z: Any, xp: Any = None) -> Any:
+        xp = xp if xp is not None else array_namespace(z)
         e = xp.exp(-xp.abs(z))
         return xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
 
-    def backward(self, z: Any, a: Any, grad: Any) -> Any:
+    def backward(self, z: Any, a: Any, grad: Any, xp: Any = None) -> Any:
         return grad * (a * (1 - a))
 
 
@@ -47,10 +49,10 @@ class Tanh(Activation):
 
     name = "tanh"
 
-    def forward(self, z: Any) -> Any:
-        return array_namespace(z).tanh(z)
+    def forward(self, z: Any, xp: Any = None) -> Any:
+        return (xp if xp is not None else array_namespace(z)).tanh(z)
 
-    def backward(self, z: Any, a: Any, grad: Any) -> Any:
+    def backward(self, z: Any, a: Any, grad: Any, xp: Any = None) -> Any:
         return grad * (1 - a * a)
 
 
@@ -59,12 +61,12 @@ class ReLU(Activation):
 
     name = "relu"
 
-    def forward(self, z: Any) -> Any:
-        xp = array_namespace(z)
+    def forward(self, z: Any, xp: Any = None) -> Any:
+        xp = xp if xp is not None else array_namespace(z)
         return xp.maximum(z, xp.zeros((), dtype=z.dtype, device=z.device))
 
-    def backward(self, z: Any, a: Any, grad: Any) -> Any:
-        xp = array_namespace(grad)
+    def backward(self, z: Any, a: Any, grad: Any, xp: Any = None) -> Any:
+        xp = xp if xp is not None else array_namespace(grad)
         return xp.where(a > 0, grad, xp.zeros((), dtype=grad.dtype, device=grad.device))
 
 
@@ -73,10 +75,10 @@ class Identity(Activation):
 
     name = "identity"
 
-    def forward(self, z: Any) -> Any:
+    def forward(self, z: Any, xp: Any = None) -> Any:
         return z
 
-    def backward(self, z: Any, a: Any, grad: Any) -> Any:
+    def backward(self, z: Any, a: Any, grad: Any, xp: Any = None) -> Any:
         return grad
 
 
@@ -85,13 +87,13 @@ class Softmax(Activation):
 
     name = "softmax"
 
-    def forward(self, z: Any) -> Any:
-        xp = array_namespace(z)
+    def forward(self, z: Any, xp: Any = None) -> Any:
+        xp = xp if xp is not None else array_namespace(z)
         e = xp.exp(z - xp.max(z, axis=-1, keepdims=True))
         return e / xp.sum(e, axis=-1, keepdims=True)
 
-    def backward(self, z: Any, a: Any, grad: Any) -> Any:
-        xp = array_namespace(grad)
+    def backward(self, z: Any, a: Any, grad: Any, xp: Any = None) -> Any:
+        xp = xp if xp is not None else array_namespace(grad)
         return a * (grad - xp.sum(grad * a, axis=-1, keepdims=True))
 
 

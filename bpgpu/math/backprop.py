@@ -25,15 +25,15 @@ from bpgpu.math.costs import Objective
 
 def feedforward(
     weights: Sequence[Any], biases: Sequence[Any], hidden: Activation, output: Activation, x: Any,
-    keep: bool = False,
+    keep: bool = False, xp: Any = None,
 ) -> tuple[Any, Any, list[Any]]:
-    """Return (Z^L, A^L, [A^0=x, A^1, …, A^L] if keep else [])."""
+    """Return (Z^L, A^L, [A^0=x, A^1, …, A^L] if keep else []); ``xp``: the namespace, if known."""
     a = x
     activations = [x] if keep else []
     last = len(weights) - 1
     for l, (w, b) in enumerate(zip(weights, biases)):
         z = a @ w.T + b                                     # Z^l = A^{l−1} W^{lT} + b^l
-        a = (output if l == last else hidden).forward(z)    # A^l = σ(Z^l)
+        a = (output if l == last else hidden).forward(z, xp)  # A^l = σ(Z^l)
         if keep:
             activations.append(a)
     return z, a, activations
@@ -65,17 +65,17 @@ def backprop_generic(
     """The reference: BP1–BP4 in array-API operations only, for any library."""
     xp = xp if xp is not None else array_namespace(x, y)
     m = x.shape[0]
-    z, a, activations = feedforward(weights, biases, hidden, objective.output, x, keep=True)
-    cost = objective.value(z, a, y)
+    z, a, activations = feedforward(weights, biases, hidden, objective.output, x, keep=True, xp=xp)
+    cost = objective.value(z, a, y, xp)
     n = len(weights)
     grad_w: list[Any] = [None] * n
     grad_b: list[Any] = [None] * n
-    delta = objective.output_error(z, a, y) * (1.0 / m)                      # BP1 (÷m: batch mean)
+    delta = objective.output_error(z, a, y, xp) * (1.0 / m)                  # BP1 (÷m: batch mean)
     for l in range(n - 1, -1, -1):
         grad_b[l] = xp.sum(delta, axis=0)                                    # BP3
         grad_w[l] = delta.T @ activations[l]                                 # BP4
         if l > 0:
-            delta = hidden.backward(None, activations[l], delta @ weights[l])  # BP2
+            delta = hidden.backward(None, activations[l], delta @ weights[l], xp)  # BP2
     return cost, grad_w, grad_b
 
 

@@ -19,11 +19,11 @@ class Cost:
     name: str = ""
     outputs: tuple[str, ...] = ()  # the output activations this cost is defined with
 
-    def per_example(self, z: Any, a: Any, y: Any, output: Activation) -> Any:  # pragma: no cover
+    def per_example(self, z: Any, a: Any, y: Any, output: Activation, xp: Any = None) -> Any:  # pragma: no cover
         """C_x for each row (length m), or a 0-d value for a single 1-D example."""
         raise NotImplementedError
 
-    def output_error(self, z: Any, a: Any, y: Any, output: Activation) -> Any:  # pragma: no cover
+    def output_error(self, z: Any, a: Any, y: Any, output: Activation, xp: Any = None) -> Any:  # pragma: no cover
         """BP1: Δ^L = ∇_A C ⊙ σ'(Z^L)."""
         raise NotImplementedError
 
@@ -37,12 +37,12 @@ class Quadratic(Cost):
     name = "quadratic"
     outputs = ("sigmoid", "softmax", "identity")
 
-    def per_example(self, z: Any, a: Any, y: Any, output: Activation) -> Any:
+    def per_example(self, z: Any, a: Any, y: Any, output: Activation, xp: Any = None) -> Any:
         d = a - y
-        return 0.5 * array_namespace(d).sum(d * d, axis=-1)
+        return 0.5 * (xp if xp is not None else array_namespace(d)).sum(d * d, axis=-1)
 
-    def output_error(self, z: Any, a: Any, y: Any, output: Activation) -> Any:
-        return output.backward(z, a, a - y)  # BP1: ∇_a C ⊙ σ'(z)
+    def output_error(self, z: Any, a: Any, y: Any, output: Activation, xp: Any = None) -> Any:
+        return output.backward(z, a, a - y, xp)  # BP1: ∇_a C ⊙ σ'(z)
 
 
 class CrossEntropy(Cost):
@@ -55,8 +55,8 @@ class CrossEntropy(Cost):
     name = "cross_entropy"
     outputs = ("sigmoid", "softmax")
 
-    def per_example(self, z: Any, a: Any, y: Any, output: Activation) -> Any:
-        xp = array_namespace(z)
+    def per_example(self, z: Any, a: Any, y: Any, output: Activation, xp: Any = None) -> Any:
+        xp = xp if xp is not None else array_namespace(z)
         if output.name == "softmax":
             zmax = xp.max(z, axis=-1, keepdims=True)
             lse = zmax + xp.log(xp.sum(xp.exp(z - zmax), axis=-1, keepdims=True))
@@ -65,7 +65,7 @@ class CrossEntropy(Cost):
         softplus = xp.maximum(z, zero) + xp.log1p(xp.exp(-xp.abs(z)))
         return xp.sum(softplus - y * z, axis=-1)
 
-    def output_error(self, z: Any, a: Any, y: Any, output: Activation) -> Any:
+    def output_error(self, z: Any, a: Any, y: Any, output: Activation, xp: Any = None) -> Any:
         return a - y  # BP1 fused: σ'(z) cancels against ∇_a C
 
 
@@ -86,16 +86,17 @@ class Objective:
                 f"(for output={self.output.name!r} use cost='quadratic')."
             )
 
-    def per_example(self, z: Any, a: Any, y: Any) -> Any:
-        return self.cost.per_example(z, a, y, self.output)
+    def per_example(self, z: Any, a: Any, y: Any, xp: Any = None) -> Any:
+        return self.cost.per_example(z, a, y, self.output, xp)
 
-    def value(self, z: Any, a: Any, y: Any) -> Any:
+    def value(self, z: Any, a: Any, y: Any, xp: Any = None) -> Any:
         """The batch cost: the mean of the per-example costs (a 0-d array on the device)."""
-        return array_namespace(z).mean(self.per_example(z, a, y))
+        xp = xp if xp is not None else array_namespace(z)
+        return xp.mean(self.per_example(z, a, y, xp))
 
-    def output_error(self, z: Any, a: Any, y: Any) -> Any:
+    def output_error(self, z: Any, a: Any, y: Any, xp: Any = None) -> Any:
         """BP1: Δ^L = ∇_A C ⊙ σ'(Z^L) (= A^L − Y for cross-entropy with its matching output)."""
-        return self.cost.output_error(z, a, y, self.output)
+        return self.cost.output_error(z, a, y, self.output, xp)
 
 
 def get_cost(name: str | Cost) -> Cost:
