@@ -51,7 +51,7 @@ def sweep_table(sweep: dict[str, Any] | None) -> str:
 
 
 def machine_lines(machine: dict[str, Any]) -> list[str]:
-    blas = "; ".join(f"{b.get('internal_api')} {b.get('version')} kernel {b.get('architecture')}, "
+    blas = "; ".join(f"{b.get('prefix')} ({b.get('internal_api')} {b.get('version')}) kernel {b.get('architecture')}, "
                      f"{b.get('num_threads')} threads" for b in machine["blas"] if b.get("user_api") == "blas")
     gpu = machine["gpu"]
     card = (f"{gpu['name']} ({gpu.get('memory_gib')} GiB), CUDA runtime {gpu.get('cuda_runtime')}, "
@@ -125,7 +125,9 @@ def write_all(record: dict[str, Any], out_dir: str | pathlib.Path, plot_png: boo
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     gpu = any(r["device"] == "gpu" and r["status"] == "ok" for r in record["results"])
+    threads = record["config"].get("threads")
     stem = f"{'full' if record['config']['full'] else 'quick'}-{slug(record['machine'], gpu)}"
+    stem += f"-{threads}thread" if threads else ""
     paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md"}
     paths["json"].write_text(json.dumps(record, indent=1, default=str) + "\n")
     paths["md"].write_text(markdown(record))
