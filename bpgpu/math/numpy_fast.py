@@ -143,7 +143,7 @@ def _output_cost_error(xp: Any, objective: Objective, z: Any, y: Any, m: int, k:
         return value, d
     else:
         a = _sigmoid_(xp, xp.asarray(z, copy=True), k) if out == "sigmoid" else z
-    return objective.value(z, a, y), objective.output_error(z, a, y) * (1.0 / m)  # the generic costs
+    return objective.value(z, a, y, xp), objective.output_error(z, a, y, xp) * (1.0 / m)  # the generic costs
 
 
 def usable_out(xp: Any, out: Any, weights: Sequence[Any], biases: Sequence[Any], dtype: Any) -> bool:
