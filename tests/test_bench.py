@@ -28,7 +28,7 @@ CONTENDERS = {"numpy reference", "bpgpu numpy", "torch cpu", "scikit-learn", "GE
 
 def _tiny_config(**kw) -> BenchConfig:
     base = dict(workloads=list(TINY), dtypes=["float32"], devices=["cpu", "gpu"], steps=3, repeats=2,
-                workload_table=dict(TINY), sweep_grid=([8, 16], [1, 4], float("inf")))
+                workload_table=dict(TINY), sweep_grid=([8, 16], [1, 4], float("inf")), memory="inline")
     return BenchConfig(**{**base, **kw})
 
 
@@ -105,6 +105,19 @@ def test_a_failing_contender_is_skipped(monkeypatch):
     assert rows["numpy reference"]["status"] == "skipped" and "broken install" in rows["numpy reference"]["reason"]
     assert rows["bpgpu numpy"]["status"] == "ok" and rows["bpgpu numpy"]["ratio_to_reference"] is None
     markdown(rec)
+
+
+def test_memory_probe_in_a_fresh_process():
+    from bpgpu.bench.memory_probe import measure_in_subprocess
+
+    big = Workload("M", (256, 512, 10), "relu", "softmax", "cross_entropy", 64, 128)
+    out = measure_in_subprocess(BpgpuRunner("cpu"), big, "float64", 1, timeout=120)
+    assert "memory_error" not in out, out
+    assert out["host_peak_mb"] is None or out["host_peak_mb"] >= 0
+    assert out["device_peak_mb"] is None
+    bad = measure_in_subprocess(BpgpuRunner("cpu"), Workload("X", (0,), "relu", "softmax", "cross_entropy", 1, 1),
+                                "float64", 1, timeout=120)
+    assert bad["host_peak_mb"] is None and "memory_error" in bad
 
 
 def test_reference_step_matches_bpgpu():

@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from bpgpu.bench import memory
+from bpgpu.bench import memory_probe
 from bpgpu.bench.machine import machine_info
 from bpgpu.bench.runners import BpgpuRunner, Runner, contenders
 from bpgpu.bench.timing import interleaved, interleaved_with_cpu, median, paired_ratio
@@ -38,6 +38,7 @@ class BenchConfig:
     workload_table: dict[str, Workload] = field(default_factory=lambda: dict(WORKLOADS))
     sweep_grid: tuple[list[int], list[int], float] | None = None  # override (widths, batches, flop cap)
     threads: int | None = None  # limit BLAS/OpenMP (and torch) threads; None: the libraries' defaults
+    memory: str = "subprocess"  # peak memory per contender: "subprocess" (fresh process), "inline", "off"
 
 
 def _plan(cfg: BenchConfig, name: str, gpu: bool) -> tuple[int, int, int]:
@@ -51,22 +52,13 @@ def _plan(cfg: BenchConfig, name: str, gpu: bool) -> tuple[int, int, int]:
     return max(steps, 1), warm, cfg.repeats or repeats
 
 
-def _memory_pass(runner: Runner, wl: Workload, dtype: str, data: tuple, steps: int) -> dict[str, Any]:
-    """Set the contender up alone and run a few steps: host peak RSS growth and device pool peak."""
-    runner.reset_peak()
-    memory.reset_peak()
-    rss0 = memory.current_rss_bytes()
-    runner.setup(wl, dtype, *data)
-    runner.run(steps)
-    peak = memory.peak_rss_bytes()
-    dev = runner.device_peak_bytes()
-    runner.teardown()
-    out: dict[str, Any] = {"host_peak_mb": None, "device_peak_mb": None}
-    if peak is not None and rss0 is not None:
-        out["host_peak_mb"] = round(max(peak - rss0, 0) / 2**20, 1)
-    if dev is not None:
-        out["device_peak_mb"] = round(dev / 2**20, 1)
-    return out
+def _memory_pass(cfg: BenchConfig, runner: Runner, wl: Workload, dtype: str, steps: int) -> dict[str, Any]:
+    """Host peak RSS growth and device peak of one contender (a fresh process unless ``cfg.memory``)."""
+    if cfg.memory == "off":
+        return {"host_peak_mb": None, "device_peak_mb": None}
+    if cfg.memory == "inline":
+        return memory_probe.measure(runner, wl, dtype, steps)
+    return memory_probe.measure_in_subprocess(runner, wl, dtype, steps)
 
 
 def bench_workload(cfg: BenchConfig, name: str, dtype: str, log: Callable[[str], None]) -> list[dict[str, Any]]:
@@ -115,7 +107,7 @@ def bench_workload(cfg: BenchConfig, name: str, dtype: str, log: Callable[[str],
             "ratio_to_gemm_floor": paired_ratio(t, by_name[gemm]) if gemm in by_name else None,
         })
     for row, r in zip([x for x in rows if x["status"] == "ok"], active):
-        row.update(_memory_pass(r, wl, dtype, data, min(steps, 2)))
+        row.update(_memory_pass(cfg, r, wl, dtype, min(steps, 2)))
     return rows
 
 
@@ -217,5 +209,6 @@ def _run_suite(cfg: BenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
             "started_unix": started, "elapsed_s": round(time.time() - started, 1),
             "method": ("epoch = forward + backward + SGD update with the data already on the device; median "
                        "over interleaved repeats (rotating order); ratios are medians of per-repeat ratios; "
-                       "scaled=true: fewer batches timed and scaled to the epoch; memory: a separate pass per "
-                       "contender (host RSS high-water growth, GPU pool / allocator peak).")}
+                       "scaled=true: fewer batches timed and scaled to the epoch; memory: each contender set up "
+                       "alone in a fresh process and run 2 steps (host RSS high-water growth over the "
+                       "process after imports and host data; GPU: CuPy pool bytes / torch max allocated).")}

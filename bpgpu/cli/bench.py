@@ -26,7 +26,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if bad:
         raise ConfigError(f"--dtype {','.join(bad)} is not supported; use float32, float64 or both (comma-separated).")
     return BenchConfig(workloads=workloads, dtypes=dtypes, devices=DEVICES[args.device], full=args.full,
-                       sweep=not args.no_sweep, repeats=args.repeats, threads=args.threads)
+                       sweep=not args.no_sweep, repeats=args.repeats, threads=args.threads,
+                       memory=args.memory or ("subprocess" if args.full else "off"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,6 +56,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--repeats", type=int, default=None, help="override the number of interleaved repeats")
     p.add_argument("--threads", type=int, default=None,
                    help="limit BLAS/OpenMP and torch threads for every contender (default: the libraries' own)")
+    p.add_argument("--memory", choices=["subprocess", "inline", "off"], default=None,
+                   help="peak memory per contender: in a fresh process (default with --full), inline, or off (quick default)")
     p.add_argument("--no-sweep", action="store_true", help="skip the width × batch sweep")
     p.add_argument("--out", metavar="DIR", default=None, help="write JSON, markdown and PNG into DIR")
     p.set_defaults(func=run)

@@ -19,6 +19,9 @@ class Runner:
         """Why this contender cannot run here (a missing library, an unusable GPU), or None."""
         return None
 
+    def import_library(self) -> None:
+        """Import what ``setup`` needs (memory probes take their baseline after this)."""
+
     def setup(self, workload: Workload, dtype: str, x: np.ndarray, labels: np.ndarray, onehot: np.ndarray) -> None:
         """Build the model and put the data on the device (not timed)."""
         raise NotImplementedError

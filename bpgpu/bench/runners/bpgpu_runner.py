@@ -29,6 +29,13 @@ class BpgpuRunner(Runner):
         status = cuda_status(0)
         return None if status == "ok" else f"no usable GPU: {status}"
 
+    def import_library(self) -> None:
+        import bpgpu.network  # noqa: F401
+        import bpgpu.training.optimizers  # noqa: F401
+        from bpgpu.backend.device import resolve
+
+        resolve("cpu" if self.device == "cpu" else "cuda:0")  # imports the array-API namespace (and CuPy)
+
     def setup(self, workload: Workload, dtype: str, x: np.ndarray, labels: np.ndarray, onehot: np.ndarray) -> None:
         from bpgpu.network import MLP
 

@@ -23,6 +23,9 @@ class SklearnRunner(Runner):
             return "scikit-learn is not installed (pip install 'bpgpu[bench]')"
         return None
 
+    def import_library(self) -> None:
+        import sklearn.neural_network  # noqa: F401
+
     def setup(self, workload: Workload, dtype: str, x: np.ndarray, labels: np.ndarray, onehot: np.ndarray) -> None:
         from sklearn.neural_network import MLPClassifier
 

@@ -28,6 +28,9 @@ class TorchRunner(Runner):
                 return "torch has no usable CUDA device"
         return None
 
+    def import_library(self) -> None:
+        import torch  # noqa: F401
+
     def setup(self, workload: Workload, dtype: str, x: np.ndarray, labels: np.ndarray, onehot: np.ndarray) -> None:
         import torch
 
