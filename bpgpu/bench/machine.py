@@ -36,7 +36,7 @@ def blas_info() -> list[dict[str, Any]]:
         from threadpoolctl import threadpool_info
     except ImportError:
         return [{"error": "threadpoolctl not installed"}]
-    keys = ("user_api", "internal_api", "version", "architecture", "num_threads", "threading_layer", "prefix")
+    keys = ("user_api", "internal_api", "version", "architecture", "num_threads", "threading_layer", "prefix", "filepath")
     return [{k: p.get(k) for k in keys} for p in threadpool_info()]
 
 

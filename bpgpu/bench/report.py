@@ -50,9 +50,16 @@ def sweep_table(sweep: dict[str, Any] | None) -> str:
     return "\n".join(lines) + f"\n\nGPU overtakes CPU (smallest width, by batch): {cross}"
 
 
+def _lib_dir(blas: dict[str, Any]) -> str:
+    """``numpy.libs/`` or ``scipy.libs/``: which package shipped this BLAS (several may be loaded)."""
+    path = blas.get("filepath")
+    return f"{pathlib.Path(path).parent.name}/" if path else ""
+
+
 def machine_lines(machine: dict[str, Any]) -> list[str]:
-    blas = "; ".join(f"{b.get('prefix')} ({b.get('internal_api')} {b.get('version')}) kernel {b.get('architecture')}, "
-                     f"{b.get('num_threads')} threads" for b in machine["blas"] if b.get("user_api") == "blas")
+    blas = "; ".join(f"{_lib_dir(b)}{b.get('prefix')} ({b.get('internal_api')} {b.get('version')}) kernel "
+                     f"{b.get('architecture')}, {b.get('num_threads')} threads"
+                     for b in machine["blas"] if b.get("user_api") == "blas")
     gpu = machine["gpu"]
     card = (f"{gpu['name']} ({gpu.get('memory_gib')} GiB), CUDA runtime {gpu.get('cuda_runtime')}, "
             f"driver {gpu.get('cuda_driver')}" if gpu.get("name") else gpu["status"])
