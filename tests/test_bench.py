@@ -175,3 +175,47 @@ def test_bench_is_a_registered_subcommand():
 
     assert "bench" in SUBCOMMANDS
     assert bpgpu.__version__
+
+
+class _FakeGpu(BpgpuRunner):
+    """bpgpu on NumPy posing as the GPU contender: exercises the GPU reporting paths without a GPU."""
+
+    def __init__(self, device: str = "gpu") -> None:
+        super().__init__("cpu")
+        self.device, self.name = "gpu", "bpgpu cupy"
+
+    def skip_reason(self, workload, dtype):
+        return None
+
+    def import_library(self) -> None:
+        pass
+
+    def setup(self, *args) -> None:
+        self.device = "cpu"
+        try:
+            super().setup(*args)
+        finally:
+            self.device = "gpu"
+
+    def reset_peak(self) -> None:
+        pass
+
+    def device_peak_bytes(self):
+        return 1 << 20
+
+
+def test_gpu_rows_speedup_and_crossover_without_a_gpu(monkeypatch, tmp_path):
+    pytest.importorskip("matplotlib")
+    from bpgpu.bench import runners
+
+    real = runners.contenders
+    monkeypatch.setattr(suite, "contenders", lambda d: real("cpu") if d == "cpu" else [_FakeGpu()])
+    monkeypatch.setattr(suite, "BpgpuRunner", lambda d: _FakeGpu() if d == "gpu" else BpgpuRunner(d))
+    rec = run_suite(_tiny_config(workloads=["W2"]), log=lambda m: None)
+    gpu = next(r for r in rec["results"] if r["device"] == "gpu")
+    assert gpu["status"] == "ok" and gpu["speedup_over_cpu"] > 0
+    assert rec["sweep"]["crossover_status"] == "measured"
+    assert set(rec["sweep"]["crossover_width_by_batch"]) == {"1", "4"}
+    paths = write_all(rec, tmp_path)
+    assert "faster than bpgpu on the CPU" in pathlib.Path(paths["md"]).read_text()
+    assert pathlib.Path(paths["png"]).stat().st_size > 0

@@ -26,7 +26,8 @@ def results_table(record: dict[str, Any]) -> str:
             continue
         note = f"scaled from {r['measured_steps']}/{r['epoch_steps']} batches" if r["scaled"] else ""
         extra = r.get("describe", {}).get("note")
-        note = "; ".join(x for x in (note, extra) if x)
+        speedup = f"{r['speedup_over_cpu']:.1f}× faster than bpgpu on the CPU" if "speedup_over_cpu" in r else ""
+        note = "; ".join(x for x in (note, speedup, extra) if x)
         lines.append(
             f"| {r['workload']} | {r['dtype']} | {r['contender']} | {r['device']} | {r['epoch_s']:.3f} "
             f"| {_fmt(r['ratio_to_reference'], '.2f')} | {_fmt(r['ratio_to_gemm_floor'], '.2f')} "

@@ -21,7 +21,7 @@ PLAN = {
     "W2": {"quick": (100, 5, 3), "full": (None, 20, 5)},
     "W3": {"quick": (1, 1, 3), "full": (4, 1, 3), "full_gpu": (None, 3, 5)},
 }
-REFERENCE, GEMM_CPU = "numpy reference", "GEMM floor"
+REFERENCE, GEMM_CPU, CPU_BPGPU = "numpy reference", "GEMM floor", "bpgpu numpy"
 
 
 @dataclass
@@ -106,6 +106,8 @@ def bench_workload(cfg: BenchConfig, name: str, dtype: str, log: Callable[[str],
             "ratio_to_reference": paired_ratio(t, by_name[REFERENCE]) if REFERENCE in by_name else None,
             "ratio_to_gemm_floor": paired_ratio(t, by_name[gemm]) if gemm in by_name else None,
         })
+        if row["device"] == "gpu" and CPU_BPGPU in by_name:  # the GPU's speedup over bpgpu on the CPU
+            row["speedup_over_cpu"] = paired_ratio(by_name[CPU_BPGPU], t)
     for row, r in zip([x for x in rows if x["status"] == "ok"], active):
         row.update(_memory_pass(cfg, r, wl, dtype, min(steps, 2)))
     return rows
