@@ -168,6 +168,10 @@ def test_cli_bench_rejects_unknown_workload_and_dtype(capsys):
     assert "W9" in capsys.readouterr().err
     assert main(["bench", "--dtype", "float16"]) == 1
     assert "float16" in capsys.readouterr().err
+    assert main(["bench", "--repeats", "0"]) == 1
+    assert "--repeats" in capsys.readouterr().err
+    assert main(["bench", "--threads", "-2"]) == 1
+    assert "--threads" in capsys.readouterr().err
 
 
 def test_bench_is_a_registered_subcommand():

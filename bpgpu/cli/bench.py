@@ -25,6 +25,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
     bad = [d for d in dtypes if d not in ("float32", "float64")]
     if bad:
         raise ConfigError(f"--dtype {','.join(bad)} is not supported; use float32, float64 or both (comma-separated).")
+    for flag, value in (("--repeats", args.repeats), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be at least 1; got {value}.")
     return BenchConfig(workloads=workloads, dtypes=dtypes, devices=DEVICES[args.device], full=args.full,
                        sweep=not args.no_sweep, repeats=args.repeats, threads=args.threads,
                        memory=args.memory or ("subprocess" if args.full else "off"))
