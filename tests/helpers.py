@@ -44,3 +44,31 @@ def max_scaled_difference(got, want) -> float:
         scale = max(float(np.max(np.abs(w))), 1e-30)
         worst = max(worst, float(np.max(np.abs(g - w))) / scale)
     return worst
+
+
+def fake_cupy(count=1, count_error=None, kernel_error=None):
+    """A stand-in ``cupy`` module: ``getDeviceCount`` returns ``count`` or raises ``count_error``;
+    running a kernel raises ``kernel_error`` (simulates GPU failures on a machine without one)."""
+    import types
+
+    def get_device_count():
+        if count_error is not None:
+            raise count_error
+        return count
+
+    class Device:
+        def __init__(self, i):
+            self.id = i
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def arange(*a, **k):
+        raise kernel_error
+
+    runtime = types.SimpleNamespace(getDeviceCount=get_device_count)
+    return types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime, Device=Device), arange=arange,
+                                 float32="float32")

@@ -6,13 +6,13 @@ import logging
 import os
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
 
 import bpgpu
 from bpgpu.backend import device as devmod
+from helpers import fake_cupy
 
 
 @pytest.fixture(autouse=True)
@@ -59,46 +59,20 @@ def test_gpu_without_cupy_is_an_error_not_a_fallback(monkeypatch, spec):
         bpgpu.MLP([2, 2])
 
 
-def _fake_cupy(count=None, count_error=None, kernel_error=None):
-    runtime = types.SimpleNamespace()
-
-    def get_device_count():
-        if count_error:
-            raise count_error
-        return count
-
-    runtime.getDeviceCount = get_device_count
-
-    class Device:
-        def __init__(self, i):
-            self.id = i
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-    def arange(*a, **k):
-        raise kernel_error
-
-    return types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime, Device=Device), arange=arange, float32="float32")
-
-
 def test_gpu_with_no_driver_says_so(monkeypatch):
-    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(count_error=RuntimeError("cudaErrorInsufficientDriver")))
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(count_error=RuntimeError("cudaErrorInsufficientDriver")))
     with pytest.raises(bpgpu.DeviceError, match="no NVIDIA driver or GPU is usable.*cudaErrorInsufficientDriver"):
         bpgpu.MLP([2, 2], device="gpu")
 
 
 def test_gpu_index_out_of_range_says_how_many(monkeypatch):
-    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(count=1))
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(count=1))
     with pytest.raises(bpgpu.DeviceError, match="cuda:2 does not exist: this machine has 1 GPU"):
         bpgpu.MLP([2, 2], device="cuda:2")
 
 
 def test_gpu_kernel_compile_failure_says_so(monkeypatch):
-    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(count=1, kernel_error=RuntimeError("nvrtc: error")))
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(count=1, kernel_error=RuntimeError("nvrtc: error")))
     with pytest.raises(bpgpu.DeviceError, match="could not compile or run a kernel.*nvrtc"):
         bpgpu.MLP([2, 2], device="cuda")
 

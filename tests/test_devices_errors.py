@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import sys
-import types
 
 import numpy as np
 import pytest
 
 import bpgpu
 from bpgpu.backend import device as devmod
+from helpers import fake_cupy
 
 xps = pytest.importorskip("array_api_strict")  # a test dependency
 try:
@@ -101,36 +101,12 @@ def test_blank_bpgpu_device_means_the_cpu(monkeypatch):
     assert bpgpu.MLP([2, 2]).backend.label == "cpu"
 
 
-def _fake_cupy(count_error=None, kernel_error=None, count=1):
-    def get_device_count():
-        if count_error is not None:
-            raise count_error
-        return count
-
-    class Device:
-        def __init__(self, i):
-            self.id = i
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-    def arange(*a, **k):
-        raise kernel_error
-
-    runtime = types.SimpleNamespace(getDeviceCount=get_device_count)
-    return types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime, Device=Device), arange=arange,
-                                 float32="float32")
-
-
 GPU_FAILURES = {
     "not-installed": (None, ["CuPy is not installed", "pip install 'bpgpu[cuda12]'", "device='cpu'"]),
-    "no-device": (_fake_cupy(count_error=RuntimeError("cudaErrorNoDevice: no CUDA-capable device")),
+    "no-device": (fake_cupy(count_error=RuntimeError("cudaErrorNoDevice: no CUDA-capable device")),
                   ["no NVIDIA driver or GPU is usable", "cudaErrorNoDevice", "nvidia-smi", "device='cpu'"]),
-    "zero-devices": (_fake_cupy(count=0), ["found no GPU", "CUDA_VISIBLE_DEVICES"]),
-    "compile-failure": (_fake_cupy(kernel_error=RuntimeError("nvrtc: error: invalid value for --gpu-architecture")),
+    "zero-devices": (fake_cupy(count=0), ["found no GPU", "CUDA_VISIBLE_DEVICES"]),
+    "compile-failure": (fake_cupy(kernel_error=RuntimeError("nvrtc: error: invalid value for --gpu-architecture")),
                         ["could not compile or run a kernel", "nvrtc", "cupy-cudaXXx", "driver"]),
 }
 
@@ -162,7 +138,7 @@ def test_an_unusable_gpu_is_a_device_error_with_reason_and_fix(monkeypatch, how,
 
 
 def test_auto_never_raises_for_a_missing_gpu(monkeypatch):
-    for module in (None, _fake_cupy(count_error=RuntimeError("no driver")), _fake_cupy(kernel_error=RuntimeError("x"))):
+    for module in (None, fake_cupy(count_error=RuntimeError("no driver")), fake_cupy(kernel_error=RuntimeError("x"))):
         devmod.cuda_status.cache_clear()
         monkeypatch.setitem(sys.modules, "cupy", module)
         assert bpgpu.MLP([2, 2], device="auto").backend.label == "cpu"

@@ -9,6 +9,16 @@ import numpy as np
 from bpgpu.bench.workloads import Workload
 
 
+def cupy_skip_reason(device: str) -> str | None:
+    """None on the CPU or where CuPy can use GPU 0; otherwise why it cannot."""
+    if device == "cpu":
+        return None
+    from bpgpu.backend.device import cuda_status
+
+    status = cuda_status(0)
+    return None if status == "ok" else f"no usable GPU: {status}"
+
+
 class Runner:
     """A contender: ``setup`` once per workload, then timed ``run(steps)`` calls."""
 

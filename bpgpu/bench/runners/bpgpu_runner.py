@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from bpgpu.bench.runners.base import Runner
+from bpgpu.bench.runners.base import Runner, cupy_skip_reason
 from bpgpu.bench.workloads import Workload
 from bpgpu.math import backprop as bp
 
@@ -22,12 +22,7 @@ class BpgpuRunner(Runner):
         self.name = "bpgpu numpy" if device == "cpu" else "bpgpu cupy"
 
     def skip_reason(self, workload: Workload, dtype: str) -> str | None:
-        if self.device == "cpu":
-            return None
-        from bpgpu.backend.device import cuda_status
-
-        status = cuda_status(0)
-        return None if status == "ok" else f"no usable GPU: {status}"
+        return cupy_skip_reason(self.device)
 
     def import_library(self) -> None:
         import bpgpu.network  # noqa: F401

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from bpgpu.bench.runners.base import Runner
+from bpgpu.bench.runners.base import Runner, cupy_skip_reason
 from bpgpu.bench.workloads import Workload
 
 
@@ -18,12 +18,7 @@ class GemmFloorRunner(Runner):
         self.name = "GEMM floor" if device == "cpu" else "GEMM floor (cuBLAS)"
 
     def skip_reason(self, workload: Workload, dtype: str) -> str | None:
-        if self.device == "cpu":
-            return None
-        from bpgpu.backend.device import cuda_status
-
-        status = cuda_status(0)
-        return None if status == "ok" else f"no usable GPU: {status}"
+        return cupy_skip_reason(self.device)
 
     def _xp(self) -> Any:
         if self.device == "cpu":
