@@ -19,6 +19,15 @@ from typing import Any, Iterator
 _installed_for: list[Any] = []
 
 
+def flush_std_streams() -> None:
+    """Flush stdout and stderr before an abort, ignoring streams that are already closed."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed or broken stream must not stop the abort
+            pass
+
+
 def report_and_abort(comm: Any, exc: BaseException, code: int = 1) -> None:
     """Print the traceback of ``exc`` prefixed with the rank, flush, and abort every rank."""
     from bpgpu.errors import BpgpuError

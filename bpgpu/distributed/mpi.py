@@ -15,7 +15,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-import sys
 from typing import Any, Sequence
 
 import array_api_compat
@@ -24,7 +23,7 @@ import numpy as np
 from bpgpu.backend.arrays import to_backend, to_host
 from bpgpu.backend.device import backend_of
 from bpgpu.distributed import packing
-from bpgpu.distributed.guard import install_excepthook
+from bpgpu.distributed.guard import flush_std_streams, install_excepthook
 from bpgpu.errors import DeviceError, ShapeError
 
 CUDA_AWARE_ENV = "BPGPU_MPI_CUDA_AWARE"
@@ -172,9 +171,5 @@ class MPIComm:
 
     def abort(self, code: int = 1) -> None:
         """Stop every rank (``MPI_Abort``); the launcher exits with a non-zero status."""
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:  # noqa: BLE001
-                pass
+        flush_std_streams()
         self.comm.Abort(code)

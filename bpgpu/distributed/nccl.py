@@ -9,14 +9,13 @@ instantiated.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any, Sequence
 
 import array_api_compat
 
 from bpgpu.distributed import packing
-from bpgpu.distributed.guard import install_excepthook
 from bpgpu.errors import DeviceError, DeviceMismatchError
+from bpgpu.distributed.guard import flush_std_streams, install_excepthook
 
 
 def import_nccl() -> tuple[Any, Any]:
@@ -153,11 +152,7 @@ class NCCLComm:
 
     def abort(self, code: int = 1) -> None:
         """Abort NCCL, then every rank through MPI (or this process alone when not under MPI)."""
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:  # noqa: BLE001
-                pass
+        flush_std_streams()
         try:
             self._comm.abort()
         finally:

@@ -10,7 +10,6 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from bpgpu.errors import ConfigError
 from bpgpu.math import backprop as bp
 from bpgpu.validation import check_int
 

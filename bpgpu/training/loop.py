@@ -208,7 +208,6 @@ def fit(
     checkpoint_every = _positive_int("checkpoint_every", checkpoint_every)
     comm = LocalComm() if comm is None else comm
     root = comm.rank == 0
-    xp = net.xp
     x = net.as_features(x)
     y = net.as_targets(y, x.shape[0])
     m = x.shape[0]
