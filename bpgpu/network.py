@@ -12,7 +12,7 @@ from bpgpu.backend.random import default_init, initial_parameters
 from bpgpu.math import backprop as bp
 from bpgpu.math.activations import hidden_activation, output_activation
 from bpgpu.math.costs import Objective, default_cost
-from bpgpu.errors import ConfigError
+from bpgpu.errors import ConfigError, ShapeError
 from bpgpu.validation import check_features, check_seed, check_sizes, check_targets
 
 
@@ -131,11 +131,20 @@ class MLP:
         return float(bp.cost_value(self.weights, self.biases, self.hidden, self.objective, x, y))
 
     # -- training, inference, saving (thin: the work is in bpgpu.training and bpgpu.io) ------------
-    def fit(self, x: Any, y: Any, epochs: int, batch_size: int = 32, **kwargs: Any) -> Any:
-        """Train by mini-batch backpropagation; returns a History. See :func:`bpgpu.training.fit`."""
+    def fit(
+        self, x: Any, y: Any, epochs: int, batch_size: int = 32, optimizer: Any = None,
+        validation_data: tuple[Any, Any] | None = None, shuffle: bool = True, seed: int | None = None,
+        progress: bool = True, early_stopping: Any = None, checkpoint: Any = None, checkpoint_every: int = 1,
+        resume: Any = None, record_grad_norms: bool = True, comm: Any = None,
+    ) -> Any:
+        """Train by mini-batch backpropagation; returns a History. See :func:`bpgpu.training.loop.fit`."""
         from bpgpu.training.loop import fit
 
-        return fit(self, x, y, epochs, batch_size, **kwargs)
+        return fit(
+            self, x, y, epochs, batch_size, optimizer=optimizer, validation_data=validation_data, shuffle=shuffle,
+            seed=seed, progress=progress, early_stopping=early_stopping, checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every, resume=resume, record_grad_norms=record_grad_norms, comm=comm,
+        )
 
     def evaluate(self, x: Any, y: Any, batch_size: int = 4096) -> dict[str, Any]:
         """``{"cost", "accuracy", "n"}`` on (x, y), computed in batches (accuracy None for regression)."""
@@ -168,8 +177,6 @@ class MLP:
 
     def set_parameters(self, weights: Sequence[Any], biases: Sequence[Any]) -> None:
         """Replace the parameters (any library; copied to this device and dtype); shapes are checked."""
-        from bpgpu.errors import ShapeError
-
         if len(weights) != len(self.weights) or len(biases) != len(self.biases):
             raise ShapeError(f"expected {len(self.weights)} weight and bias arrays; got {len(weights)} and {len(biases)}.")
         new_w = [to_backend(w, self.backend, self.dtype, copy=True) for w in weights]
