@@ -20,8 +20,9 @@ TOL = {"float64": 1e-12, "float32": 1e-5}
 
 
 def make_data(sizes, output, m, rng, labels=True):
-    """Host (x, y) for a network: integer labels for softmax (if ``labels``), 0/1 rows for sigmoid,
-    real targets for identity."""
+    """Host (x, y) for a network: integer labels for softmax (if ``labels``, else one-hot rows), 0/1
+    rows for sigmoid (integer 0/1 labels for a single sigmoid unit if ``labels``), real targets for
+    identity."""
     x = rng.normal(size=(m, sizes[0]))
     n_out = sizes[-1]
     if output == "softmax":
@@ -29,7 +30,8 @@ def make_data(sizes, output, m, rng, labels=True):
         if not labels:
             y = np.eye(n_out)[y]
     elif output == "sigmoid":
-        y = rng.integers(0, 2, size=(m, n_out)).astype(np.float64)
+        y = rng.integers(0, 2, size=(m, n_out))
+        y = y[:, 0] if (labels and n_out == 1) else y.astype(np.float64)
     else:
         y = rng.normal(size=(m, n_out))
     return x, y

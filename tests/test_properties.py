@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bpgpu
-from helpers import HIDDEN, PAIRS, max_scaled_difference
+from helpers import HIDDEN, PAIRS, make_data, max_scaled_difference
 
 SETTINGS = settings(
     max_examples=40, deadline=None, derandomize=True, database=None,
@@ -32,17 +32,7 @@ def problems(draw, dtypes=("float64",)):
     seed = draw(st.integers(0, 2**32 - 1))
     labels = draw(st.booleans())
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(m, sizes[0]))
-    n_out = sizes[-1]
-    if output == "softmax":
-        y = rng.integers(0, n_out, size=m)
-        if not labels:
-            y = np.eye(n_out)[y]
-    elif output == "sigmoid":
-        y = rng.integers(0, 2, size=(m, n_out))
-        y = y[:, 0] if (labels and n_out == 1) else y.astype(np.float64)
-    else:
-        y = rng.normal(size=(m, n_out))
+    x, y = make_data(sizes, output, m, rng, labels)
     net = bpgpu.MLP(sizes, hidden=hidden, output=output, cost=cost, dtype=dtype, seed=seed % 1000)
     # Glorot/He start with zero biases: behind a dead ReLU unit the next pre-activation is then exactly
     # 0, a kink that no jitter of x removes. Nonzero biases keep the network differentiable there.

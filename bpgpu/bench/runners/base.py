@@ -54,3 +54,22 @@ class Runner:
     def teardown(self) -> None:
         """Drop the model and the data (runners keep them in ``self.state``)."""
         self.state: dict[str, Any] = {}
+
+
+class CupyPoolMemory:
+    """Device-memory high-water mark from CuPy's default pool (runners whose GPU arrays are CuPy's)."""
+
+    device = "cpu"
+
+    def reset_peak(self) -> None:
+        if self.device != "cpu":
+            import cupy
+
+            cupy.get_default_memory_pool().free_all_blocks()
+
+    def device_peak_bytes(self) -> int | None:
+        if self.device == "cpu":
+            return None
+        import cupy
+
+        return int(cupy.get_default_memory_pool().total_bytes())

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from bpgpu.bench.runners.base import Runner, cupy_skip_reason
+from bpgpu.bench.runners.base import CupyPoolMemory, Runner, cupy_skip_reason
 from bpgpu.bench.workloads import Workload
 from bpgpu.math import backprop as bp
 
@@ -16,7 +16,7 @@ from bpgpu.math import backprop as bp
 OUT_BUFFERS_FROM = 1_000_000  # parameters; below this a step's arrays come from NumPy's small-block cache
 
 
-class BpgpuRunner(Runner):
+class BpgpuRunner(CupyPoolMemory, Runner):
     def __init__(self, device: str = "cpu") -> None:
         self.device = device
         self.name = "bpgpu numpy" if device == "cpu" else "bpgpu cupy"
@@ -60,19 +60,6 @@ class BpgpuRunner(Runner):
                                     out=out)
             weights[:], biases[:] = opt.step(weights, biases, gw, gb)
         net.backend.synchronize()
-
-    def reset_peak(self) -> None:
-        if self.device != "cpu":
-            import cupy
-
-            cupy.get_default_memory_pool().free_all_blocks()
-
-    def device_peak_bytes(self) -> int | None:
-        if self.device == "cpu":
-            return None
-        import cupy
-
-        return int(cupy.get_default_memory_pool().total_bytes())
 
     def describe(self) -> dict[str, Any]:
         import bpgpu

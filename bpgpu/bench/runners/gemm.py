@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from bpgpu.bench.runners.base import Runner, cupy_skip_reason
+from bpgpu.bench.runners.base import CupyPoolMemory, Runner, cupy_skip_reason
 from bpgpu.bench.workloads import Workload
 
 
-class GemmFloorRunner(Runner):
+class GemmFloorRunner(CupyPoolMemory, Runner):
     def __init__(self, device: str = "cpu") -> None:
         self.device = device
         self.name = "GEMM floor" if device == "cpu" else "GEMM floor (cuBLAS)"
@@ -54,19 +54,6 @@ class GemmFloorRunner(Runner):
                     matmul(p["d"], p["w"], out=p["da"])
         if xp is not np:
             xp.cuda.Device().synchronize()
-
-    def reset_peak(self) -> None:
-        if self.device != "cpu":
-            import cupy
-
-            cupy.get_default_memory_pool().free_all_blocks()
-
-    def device_peak_bytes(self) -> int | None:
-        if self.device == "cpu":
-            return None
-        import cupy
-
-        return int(cupy.get_default_memory_pool().total_bytes())
 
     def describe(self) -> dict[str, Any]:
         return {"library": "numpy " + np.__version__ if self.device == "cpu" else "cupy (cuBLAS)"}
