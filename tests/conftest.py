@@ -50,3 +50,11 @@ def backend_kwargs(request) -> dict:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def need_gpu() -> None:
+    """Skip, with the reason, where CuPy cannot use GPU 0."""
+    status = cuda_status(0)
+    if status != "ok":
+        pytest.skip(f"no usable GPU: {status}")

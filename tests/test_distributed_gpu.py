@@ -9,17 +9,11 @@ import numpy as np
 import pytest
 
 import bpgpu
-from bpgpu.backend.device import cuda_status
 from mpi_helpers import run_script
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("need_gpu")]
 
 
-@pytest.fixture(autouse=True)
-def _need_gpu():
-    status = cuda_status(0)
-    if status != "ok":
-        pytest.skip(f"no usable GPU: {status}")
 
 
 def _nccl_comm():

@@ -8,17 +8,11 @@ import numpy as np
 import pytest
 
 import bpgpu
-from bpgpu.backend.device import cuda_status
 from helpers import COMBOS, make_data, max_scaled_difference
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("need_gpu")]
 
 
-@pytest.fixture(autouse=True)
-def _need_gpu():
-    status = cuda_status(0)
-    if status != "ok":
-        pytest.skip(f"no usable GPU: {status}")
 
 
 def test_arrays_really_live_on_the_gpu(monkeypatch):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import re
 from typing import Any
+
+from bpgpu.cli.info import package_version
 
 
 def cpu_model() -> str:
@@ -40,13 +41,6 @@ def blas_info() -> list[dict[str, Any]]:
     return [{k: p.get(k) for k in keys} for p in threadpool_info()]
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def gpu_info() -> dict[str, Any]:
     """The card, CUDA versions and TF32 state, or why there is no usable GPU."""
     from bpgpu.backend.device import cuda_status
@@ -68,7 +62,7 @@ def gpu_info() -> dict[str, Any]:
 
 
 def torch_info() -> dict[str, Any]:
-    if _version("torch") is None:
+    if package_version("torch") is None:
         return {"status": "not installed"}
     import torch
 
@@ -91,7 +85,7 @@ def machine_info() -> dict[str, Any]:
         "cpu": cpu_model(), "logical_cores": os.cpu_count(), "usable_cores": usable_cores(),
         "platform": platform.platform(), "python": platform.python_version(),
         "blas": blas_info(), "env": env, "gpu": gpu_info(), "torch": torch_info(),
-        "scikit-learn": _version("scikit-learn") or "not installed",
+        "scikit-learn": package_version("scikit-learn") or "not installed",
         "bpgpu_info": gather(),
     }
 

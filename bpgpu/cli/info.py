@@ -11,7 +11,8 @@ from typing import Any
 from bpgpu.backend.device import ENV_VAR, cuda_status, default_device
 
 
-def _version(dist: str) -> str | None:
+def package_version(dist: str) -> str | None:
+    """The installed version of a distribution, or None."""
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
@@ -27,9 +28,9 @@ def gather() -> dict[str, Any]:
     except Exception as exc:  # an invalid BPGPU_DEVICE or unusable GPU: report it, do not crash
         info["device"] = f"error: {exc}"
     for dist in ("numpy", "array-api-compat", "array-api-extra", "array-api-strict", "torch", "mpi4py"):
-        info[dist] = _version(dist) or "not installed"
-    cupy_dist = next((d for d in ("cupy-cuda13x", "cupy-cuda12x", "cupy") if _version(d)), None)
-    info["cupy"] = f"{cupy_dist} {_version(cupy_dist)}" if cupy_dist else "not installed"
+        info[dist] = package_version(dist) or "not installed"
+    cupy_dist = next((d for d in ("cupy-cuda13x", "cupy-cuda12x", "cupy") if package_version(d)), None)
+    info["cupy"] = f"{cupy_dist} {package_version(cupy_dist)}" if cupy_dist else "not installed"
     status = cuda_status(0) if cupy_dist else "CuPy not installed"
     info["gpu"] = "usable" if status == "ok" else status
     if status == "ok":
