@@ -58,3 +58,11 @@ def need_gpu() -> None:
     status = cuda_status(0)
     if status != "ok":
         pytest.skip(f"no usable GPU: {status}")
+
+
+@pytest.fixture
+def fresh_cuda_status():
+    """Forget cached GPU probes before and after a test that fakes or hides CuPy."""
+    cuda_status.cache_clear()
+    yield
+    cuda_status.cache_clear()

@@ -74,3 +74,13 @@ def fake_cupy(count=1, count_error=None, kernel_error=None):
     runtime = types.SimpleNamespace(getDeviceCount=get_device_count)
     return types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime, Device=Device), arange=arange,
                                  float32="float32")
+
+
+def counting(calls, key, real):
+    """``real`` wrapped so that each call adds 1 to ``calls[key]`` (to count transfers and checks)."""
+
+    def wrapper(*args, **kwargs):
+        calls[key] += 1
+        return real(*args, **kwargs)
+
+    return wrapper

@@ -11,15 +11,12 @@ import numpy as np
 import pytest
 
 import bpgpu
-from bpgpu.backend import device as devmod
 from helpers import fake_cupy
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cuda_status():
-    devmod.cuda_status.cache_clear()
-    yield
-    devmod.cuda_status.cache_clear()
+def _fresh_cuda_status(fresh_cuda_status):
+    """Every test here probes the GPU afresh."""
 
 
 def test_default_is_the_cpu(monkeypatch):

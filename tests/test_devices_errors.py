@@ -10,7 +10,7 @@ import pytest
 
 import bpgpu
 from bpgpu.backend import device as devmod
-from helpers import fake_cupy
+from helpers import counting, fake_cupy
 
 xps = pytest.importorskip("array_api_strict")  # a test dependency
 try:
@@ -23,10 +23,8 @@ LABELS = np.array([0, 1, 0, 1, 1])
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cuda_status():
-    devmod.cuda_status.cache_clear()
-    yield
-    devmod.cuda_status.cache_clear()
+def _fresh_cuda_status(fresh_cuda_status):
+    """Every test here probes the GPU afresh."""
 
 
 def _strict(dev):
@@ -152,15 +150,9 @@ def test_fit_moves_host_data_to_the_device_once_not_per_batch(monkeypatch):
 
     calls = {"boundary": 0, "loop_to_device": 0, "loop_to_host": 0}
 
-    def counting(name, real):
-        def wrapper(*args, **kwargs):
-            calls[name] += 1
-            return real(*args, **kwargs)
-        return wrapper
-
-    monkeypatch.setattr(validation, "to_backend", counting("boundary", validation.to_backend))
-    monkeypatch.setattr(loop, "to_backend", counting("loop_to_device", loop.to_backend))
-    monkeypatch.setattr(loop, "to_host", counting("loop_to_host", loop.to_host))
+    monkeypatch.setattr(validation, "to_backend", counting(calls, "boundary", validation.to_backend))
+    monkeypatch.setattr(loop, "to_backend", counting(calls, "loop_to_device", loop.to_backend))
+    monkeypatch.setattr(loop, "to_host", counting(calls, "loop_to_host", loop.to_host))
     net = bpgpu.MLP([3, 4, 2], xp=xps, device=xps.Device("device1"), seed=0)
     x = np.random.default_rng(1).normal(size=(40, 3))
     y = np.arange(40) % 2

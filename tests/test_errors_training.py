@@ -8,6 +8,7 @@ import pytest
 
 import bpgpu
 from bpgpu.errors import ConfigError, DataError, DeviceMismatchError, ShapeError
+from helpers import counting
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(20, 4))
@@ -243,13 +244,7 @@ def test_fit_validates_once_up_front_not_per_batch(monkeypatch):
 
     calls = {"features": 0, "targets": 0}
 
-    def count(key, real):
-        def wrapper(*args, **kwargs):
-            calls[key] += 1
-            return real(*args, **kwargs)
-        return wrapper
-
-    monkeypatch.setattr(network, "check_features", count("features", network.check_features))
-    monkeypatch.setattr(network, "check_targets", count("targets", network.check_targets))
+    monkeypatch.setattr(network, "check_features", counting(calls, "features", network.check_features))
+    monkeypatch.setattr(network, "check_targets", counting(calls, "targets", network.check_targets))
     _fit(_net(), epochs=3, batch_size=4)  # 3 epochs × 5 batches
     assert calls == {"features": 1, "targets": 1}
