@@ -8,6 +8,7 @@ never falls back to the CPU silently. CuPy is imported only when a GPU is asked 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -64,6 +65,15 @@ class Backend:
             f"dtype={dtype!r} is not supported; expected 'float32' or 'float64' "
             f"(or {self.name}'s float32/float64)."
         )
+
+    def activate(self) -> Any:
+        """A context manager that makes this backend's device the current one (CuPy allocates and runs
+        on the current device and ignores ``device=``); a no-op context for every other library."""
+        if self.name == "cupy":
+            import cupy
+
+            return cupy.cuda.Device(self.device.id)
+        return contextlib.nullcontext()
 
     def synchronize(self) -> None:
         """Wait for queued device work (GPU timings); a no-op on the CPU."""
