@@ -48,9 +48,12 @@ def max_scaled_difference(got, want) -> float:
     return worst
 
 
-def fake_cupy(count=1, count_error=None, kernel_error=None):
-    """A stand-in ``cupy`` module: ``getDeviceCount`` returns ``count`` or raises ``count_error``;
-    running a kernel raises ``kernel_error`` (simulates GPU failures on a machine without one)."""
+def fake_cupy(count=1, count_error=None, kernel_error=None, compile_error=None, matmul_error=None):
+    """A stand-in ``cupy`` module for the GPU probe (simulates GPU failures on a machine without one):
+    ``getDeviceCount`` returns ``count`` or raises ``count_error``; ``arange`` (CuPy's elementwise
+    kernels) raises ``kernel_error``; compiling a ``RawKernel`` (NVRTC) raises ``compile_error``;
+    ``matmul`` (cuBLAS) raises ``matmul_error``. Without errors the probe's kernel and matrix product
+    compute their true values on NumPy underneath."""
     import types
 
     def get_device_count():
@@ -68,12 +71,45 @@ def fake_cupy(count=1, count_error=None, kernel_error=None):
         def __exit__(self, *exc):
             return False
 
-    def arange(*a, **k):
-        raise kernel_error
+    class Array:
+        def __init__(self, a):
+            self.a = np.asarray(a)
+
+        def sum(self):
+            return Array(self.a.sum())
+
+        def item(self):
+            return self.a.item()
+
+        def reshape(self, *shape):
+            return Array(self.a.reshape(*shape))
+
+    def arange(n, dtype=None):
+        if kernel_error is not None:
+            raise kernel_error
+        return Array(np.arange(n, dtype=np.float32))
+
+    class RawKernel:
+        def __init__(self, source, name):
+            if compile_error is not None:
+                raise compile_error
+            self.name = name
+
+        def __call__(self, grid, block, args):
+            x, y, n = args
+            y.a[: int(n)] = 2 * x.a[: int(n)] + 1
+
+    def matmul(a, b):
+        if matmul_error is not None:
+            raise matmul_error
+        return Array(a.a @ b.a)
 
     runtime = types.SimpleNamespace(getDeviceCount=get_device_count)
-    return types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime, Device=Device), arange=arange,
-                                 float32="float32")
+    return types.SimpleNamespace(
+        cuda=types.SimpleNamespace(runtime=runtime, Device=Device), arange=arange, RawKernel=RawKernel,
+        matmul=matmul, empty_like=lambda x: Array(np.empty_like(x.a)), float32="float32", int32=np.int32,
+        ndarray=type("ndarray", (), {}),  # array_api_compat.is_cupy_array looks it up
+    )
 
 
 def counting(calls, key, real):

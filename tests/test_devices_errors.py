@@ -100,12 +100,16 @@ def test_blank_bpgpu_device_means_the_cpu(monkeypatch):
 
 
 GPU_FAILURES = {
-    "not-installed": (None, ["CuPy is not installed", "pip install 'bpgpu[cuda12]'", "device='cpu'"]),
+    "not-installed": (None, ["CuPy is not installed", 'pip install "bpgpu[cuda12]"', "device='cpu'"]),
     "no-device": (fake_cupy(count_error=RuntimeError("cudaErrorNoDevice: no CUDA-capable device")),
                   ["no NVIDIA driver or GPU is usable", "cudaErrorNoDevice", "nvidia-smi", "device='cpu'"]),
     "zero-devices": (fake_cupy(count=0), ["found no GPU", "CUDA_VISIBLE_DEVICES"]),
     "compile-failure": (fake_cupy(kernel_error=RuntimeError("nvrtc: error: invalid value for --gpu-architecture")),
-                        ["could not compile or run a kernel", "nvrtc", "cupy-cudaXXx", "driver"]),
+                        ["could not compile or run a kernel", "nvrtc", "NVRTC", "[ctk]"]),
+    "no-nvrtc": (fake_cupy(compile_error=RuntimeError("CuPy failed to load libnvrtc.so.12: OSError: not found")),
+                 ["could not compile or run a kernel", "libnvrtc.so.12", "pip install nvidia-cuda-nvrtc"]),
+    "no-cublas": (fake_cupy(matmul_error=ImportError('Failure finding "libcublas.so"')),
+                  ["could not run a matrix product (cuBLAS)", "libcublas.so", "pip install nvidia-cublas"]),
 }
 
 

@@ -13,11 +13,11 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import array_api_compat
 
+from bpgpu.backend.probe import cuda_status  # noqa: F401  (re-exported: the GPU probe lives in probe.py)
 from bpgpu.errors import ConfigError, DeviceError
 
 ENV_VAR = "BPGPU_DEVICE"
@@ -104,36 +104,6 @@ def _numpy_backend() -> Backend:
     import numpy
 
     return Backend(array_api_compat.array_namespace(numpy.empty(0)), "cpu", "numpy")
-
-
-@lru_cache(maxsize=None)
-def cuda_status(index: int = 0) -> str:
-    """``"ok"`` if CuPy can run kernels on GPU ``index``, else the reason (and the fix) it cannot."""
-    fix_install = "install CuPy for your CUDA version: pip install 'bpgpu[cuda12]' or 'bpgpu[cuda13]'"
-    try:
-        import cupy
-    except Exception as exc:  # ImportError, or a broken CUDA library underneath
-        return f"CuPy is not installed or does not import ({exc}); {fix_install}, or use device='cpu'."
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:
-        return (
-            f"CuPy is installed but no NVIDIA driver or GPU is usable ({exc}); check `nvidia-smi`, "
-            "the driver and CUDA_VISIBLE_DEVICES, or use device='cpu'."
-        )
-    if count == 0:
-        return "CuPy found no GPU (0 devices); check CUDA_VISIBLE_DEVICES, or use device='cpu'."
-    if index >= count:
-        return f"cuda:{index} does not exist: this machine has {count} GPU(s), cuda:0 … cuda:{count - 1}."
-    try:
-        with cupy.cuda.Device(index):
-            (cupy.arange(4, dtype=cupy.float32) * 2).sum().item()
-    except Exception as exc:
-        return (
-            f"CuPy could not compile or run a kernel on cuda:{index} ({type(exc).__name__}: {exc}); "
-            "check that the cupy-cudaXXx package matches the installed driver/CUDA toolkit."
-        )
-    return "ok"
 
 
 def _cupy_backend(index: int, asked: str) -> Backend:
