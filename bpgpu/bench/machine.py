@@ -44,10 +44,12 @@ def blas_info() -> list[dict[str, Any]]:
 def gpu_info() -> dict[str, Any]:
     """The card, CUDA versions and TF32 state, or why there is no usable GPU."""
     from bpgpu.backend.device import cuda_status
+    from bpgpu.backend.precision import tf32_report
 
     info: dict[str, Any] = {"cupy_tf32_env (CUPY_TF32)": os.environ.get("CUPY_TF32", "unset (off)")}
     status = cuda_status(0)
     info["status"] = "usable" if status == "ok" else status
+    info["tf32"] = tf32_report(status == "ok")  # what bpgpu uses and what CuPy's float32 GEMMs really do
     if status == "ok":
         import cupy
 

@@ -9,6 +9,7 @@ import platform
 from typing import Any
 
 from bpgpu.backend.device import ENV_VAR, cuda_status, default_device
+from bpgpu.backend.precision import tf32_report, tf32_summary
 
 
 def package_version(dist: str) -> str | None:
@@ -40,7 +41,7 @@ def gather() -> dict[str, Any]:
         info["gpu name"] = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
         info["cuda runtime"] = cupy.cuda.runtime.runtimeGetVersion()
         info["cuda driver"] = cupy.cuda.runtime.driverGetVersion()
-    info["tf32 (CuPy, CUPY_TF32)"] = "on" if os.environ.get("CUPY_TF32", "0") == "1" else "off"
+    info["tf32"] = tf32_summary(tf32_report(status == "ok"))
     try:
         from threadpoolctl import threadpool_info
 
