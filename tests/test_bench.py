@@ -13,7 +13,7 @@ import pytest
 import bpgpu
 from bpgpu.bench import BenchConfig, run_suite, suite
 from bpgpu.bench.report import markdown, results_table, write_all
-from bpgpu.bench.runners import BpgpuRunner, ReferenceRunner, Runner
+from bpgpu.bench.runners import BpgpuRunner, RawStepRunner, ReferenceRunner, Runner
 from bpgpu.bench.runners.reference import reference_step
 from bpgpu.bench.workloads import WORKLOADS, Workload, make_data
 from bpgpu.cli.main import main
@@ -23,7 +23,8 @@ TINY = {
     "W2": Workload("W2", (12, 8, 6, 4), "relu", "softmax", "cross_entropy", 5, 40, lr=0.1),
 }
 CONTENDERS = {"numpy reference", "bpgpu numpy", "torch cpu", "scikit-learn", "GEMM floor",
-              "bpgpu cupy", "torch cuda", "GEMM floor (cuBLAS)"}
+              "bpgpu raw step (diagnostic)", "bpgpu cupy", "torch cuda", "GEMM floor (cuBLAS)",
+              "bpgpu cupy raw step (diagnostic)"}
 
 
 def _tiny_config(**kw) -> BenchConfig:
@@ -121,19 +122,20 @@ def test_memory_probe_in_a_fresh_process():
 
 
 def test_reference_step_matches_bpgpu():
-    """The hand-written reference does the same step as bpgpu: identical parameters after one update."""
+    """The hand-written reference does the same step as bpgpu's fit and its raw step: identical
+    parameters after one update of one batch (its row order does not change the mean gradient)."""
     for wl in TINY.values():
         x, labels, onehot = make_data(wl, wl.batch, "float64")
         ref = ReferenceRunner()
         ref.setup(wl, "float64", x, labels, onehot)
         cost = reference_step(x, onehot, ref.state["w"], ref.state["b"], wl)
-        ours = BpgpuRunner("cpu")
-        ours.setup(wl, "float64", x, labels, onehot)
-        net = ours.state["net"]
-        assert float(cost) == pytest.approx(net.cost(x, onehot), rel=1e-12)
-        ours.run(1)
-        for a, b in zip(ref.state["w"] + ref.state["b"], net.weights + net.biases):
-            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+        for runner in (BpgpuRunner("cpu"), RawStepRunner("cpu")):
+            runner.setup(wl, "float64", x, labels, onehot)
+            net = runner.state["net"]
+            assert float(cost) == pytest.approx(net.cost(x, onehot), rel=1e-12)
+            runner.run(1)
+            for a, b in zip(ref.state["w"] + ref.state["b"], net.weights + net.biases):
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
 def test_workloads_match_the_issue():
@@ -223,3 +225,196 @@ def test_gpu_rows_speedup_and_crossover_without_a_gpu(monkeypatch, tmp_path):
     paths = write_all(rec, tmp_path)
     assert "faster than bpgpu on the CPU" in pathlib.Path(paths["md"]).read_text()
     assert pathlib.Path(paths["png"]).stat().st_size > 0
+
+
+# -- the bpgpu row is fit; the peers do fit's job -------------------------------------------------------
+
+def test_bpgpu_row_calls_fit_with_its_defaults(monkeypatch):
+    """Every timed, warm-up and memory call of the "bpgpu numpy" row goes through MLP.fit, with fit's
+    defaults (no shuffle/record_grad_norms override) and progress off; its history has cost and norms."""
+    from bpgpu.network import MLP
+
+    calls = []
+    real = MLP.fit
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(MLP, "fit", spy)
+    monkeypatch.setattr(RawStepRunner, "run", lambda self, steps: None)  # the diagnostic row must not call fit
+    rec = run_suite(_tiny_config(workloads=["W2"], devices=["cpu"], sweep=False, repeats=3), log=lambda m: None)
+    row = next(r for r in rec["results"] if r["contender"] == "bpgpu numpy")
+    assert row["status"] == "ok" and "MLP.fit" in row["describe"]["runs"]
+    assert len(calls) == 1 + 3 + 1  # warm-up, 3 timed repeats, the inline memory pass
+    for kw in calls:
+        assert kw["epochs"] == 1 and kw["progress"] is False and kw["batch_size"] == TINY["W2"].batch
+        assert not {"shuffle", "record_grad_norms", "seed"} & set(kw)  # fit's defaults stay on
+
+
+def test_fit_runner_history_records_cost_and_gradient_norms():
+    """What the timed fit call records: one epoch with its mean cost and one gradient norm per layer."""
+    wl = TINY["W2"]
+    x, labels, onehot = make_data(wl, 4 * wl.batch, "float64")
+    r = BpgpuRunner("cpu")
+    r.setup(wl, "float64", x, labels, onehot)
+    before = [w.copy() for w in r.state["net"].weights]
+    r.run(4)
+    (history,) = r.state["histories"]
+    row = history.last()
+    assert len(history) == 1 and np.isfinite(row["cost"]) and row["cost"] > 0
+    assert len(row["grad_norms"]) == len(wl.sizes) - 1 and all(g > 0 for g in row["grad_norms"])
+    assert all(not np.array_equal(a, b) for a, b in zip(before, r.state["net"].weights))
+
+
+def test_reference_loop_shuffles_and_computes_every_batch_cost(monkeypatch):
+    from bpgpu.bench.runners import reference
+
+    wl = TINY["W1"]
+    x, labels, onehot = make_data(wl, 4 * wl.batch, "float64")
+    x[:, 0] = np.arange(x.shape[0])  # tag each row with its index
+    seen, costs = [], []
+    real = reference.reference_step
+
+    def spy(xb, yb, w, b, wl_):
+        seen.extend(xb[:, 0].astype(int).tolist())
+        c = real(xb, yb, w, b, wl_)
+        costs.append(float(c))
+        return c
+
+    monkeypatch.setattr(reference, "reference_step", spy)
+    r = ReferenceRunner()
+    r.setup(wl, "float64", x, labels, onehot)
+    r.run(4)
+    assert sorted(seen) == list(range(4 * wl.batch)) and seen != sorted(seen)  # every row once, shuffled
+    assert len(costs) == 4 and r.state["costs"] == [pytest.approx(np.mean(costs), rel=1e-12)]
+    first = list(seen)
+    seen.clear()
+    r.run(4)
+    assert seen != first  # a fresh order each epoch
+
+
+def test_torch_loop_shuffles_and_sums_the_loss():
+    pytest.importorskip("torch")
+    from bpgpu.bench.runners import TorchRunner
+
+    wl = TINY["W2"]
+    x, labels, onehot = make_data(wl, 4 * wl.batch, "float32")
+    r = TorchRunner("cpu")
+    r.setup(wl, "float32", x, labels, onehot)
+    r.run(4)
+    r.run(4)
+    assert len(r.state["costs"]) == 2 and all(np.isfinite(r.state["costs"])) and r.state["costs"][0] > 0
+
+
+# -- targets and the README table are computed from the numbers -----------------------------------------
+
+def _row(wl, contender, epoch_s, ref=None, torch=None, gemm=None, mem=None, dtype="float32"):
+    return {"workload": wl, "dtype": dtype, "contender": contender, "device": "cpu", "status": "ok",
+            "epoch_s": epoch_s, "ratio_to_reference": ref, "ratio_to_torch": torch, "ratio_to_gemm_floor": gemm,
+            "host_peak_mb": mem, "measured_steps": 8 if wl == "W3" else 100, "epoch_steps": 32 if wl == "W3" else 100}
+
+
+def _synthetic(fit_vs_numpy=0.95, fit_vs_torch=0.9, w3_gemm=1.04, fit_mem=280.0, threads=None):
+    rows = []
+    for wl in ("W1", "W2", "W3"):
+        rows += [_row(wl, "bpgpu numpy", 1.0, fit_vs_numpy, fit_vs_torch, w3_gemm if wl == "W3" else 2.0,
+                      fit_mem if wl == "W3" else 5.0),
+                 _row(wl, "numpy reference", 1.1, 1.0, 1.1, 1.2, 290.0 if wl == "W3" else 5.0),
+                 _row(wl, "torch cpu", 1.2), _row(wl, "scikit-learn", 1.3), _row(wl, "GEMM floor", 0.5),
+                 _row(wl, "bpgpu raw step (diagnostic)", 0.9, 0.85)]
+    rows.append({"workload": "W1", "dtype": "float32", "contender": "bpgpu cupy", "device": "gpu",
+                 "status": "skipped", "reason": "no GPU"})
+    return {"results": rows, "started_unix": 1.8e9, "config": {"threads": threads},
+            "threads": {"setting": threads or "library defaults", "blas": [threads or 2], "blas_kernel": ["Haswell"],
+                        "torch": threads or 2},
+            "machine": {"cpu": "Test CPU", "usable_cores": 2}}
+
+
+def test_targets_follow_the_numbers():
+    from bpgpu.bench import targets
+
+    good = targets.evaluate(_synthetic())
+    assert {(t["key"], t["workload"]) for t in good} == {
+        ("vs_numpy", "W1"), ("vs_numpy", "W2"), ("vs_numpy", "W3"), ("vs_torch", "W1"), ("vs_torch", "W2"),
+        ("vs_torch", "W3"), ("vs_gemm", "W3"), ("memory", "W3"), ("stretch_vs_numpy", "W1")}
+    assert all(t["met"] for t in good if not t["stretch"])
+    assert next(t for t in good if t["key"] == "memory")["measured"] == pytest.approx(280 / 290)
+    assert targets.summary(good) == "8 of 8 targets met"
+    assert next(t for t in good if t["stretch"])["met"] is False  # 0.95 > 0.90
+    bad = targets.evaluate(_synthetic(fit_vs_numpy=1.01, w3_gemm=1.06, fit_mem=300.0))
+    missed = {(t["key"], t["workload"]) for t in bad if t["met"] is False and not t["stretch"]}
+    assert missed == {("vs_numpy", "W1"), ("vs_numpy", "W2"), ("vs_numpy", "W3"), ("vs_gemm", "W3"), ("memory", "W3")}
+    text = targets.summary(bad)
+    assert text.startswith("3 of 8 targets met") and "fit ÷ GEMM floor on W3 float32 (1.06 > 1.05)" in text
+    assert "| fit ÷ GEMM floor | W3 | float32 | 1.06 | ≤ 1.05 | **no** |" in targets.table(bad)
+
+
+def test_targets_not_measured_when_a_peer_is_missing():
+    from bpgpu.bench import targets
+
+    rec = _synthetic()
+    for r in rec["results"]:
+        if r["contender"] == "bpgpu numpy":
+            r["ratio_to_torch"] = None  # torch skipped
+    found = targets.evaluate(rec)
+    assert all(t["met"] is None for t in found if t["key"] == "vs_torch")
+    assert "not measured: fit ÷ PyTorch CPU autograd on W1 float32" in targets.summary(found)
+
+
+def test_markdown_report_has_the_targets_of_its_own_rows(record):
+    from bpgpu.bench import targets
+
+    md = markdown(record)
+    assert "## Issue 9 targets" in md and "| target met? |" in md and "bpgpu raw step (diagnostic)" in md
+    fit = next(r for r in record["results"] if r["contender"] == "bpgpu numpy" and r["workload"] == "W1")
+    t = next(t for t in targets.evaluate(record) if t["key"] == "vs_numpy" and t["workload"] == "W1")
+    assert t["measured"] == fit["ratio_to_reference"] and t["met"] == (fit["ratio_to_reference"] <= 1.0)
+    assert f"| fit ÷ same-job NumPy loop | W1 | float32 | {fit['ratio_to_reference']:.2f} |" in md
+    assert "threads" in record and record["threads"]["setting"] == "library defaults"
+    assert record["threads"]["blas_kernel"]  # the BLAS kernel threadpoolctl reports
+
+
+def test_thread_limit_is_recorded():
+    pytest.importorskip("threadpoolctl")
+    rec = run_suite(_tiny_config(workloads=["W1"], devices=["cpu"], sweep=False, threads=1, memory="off"),
+                    log=lambda m: None)
+    assert rec["threads"]["setting"] == 1 and rec["threads"]["blas"] == [1]
+    if importlib.util.find_spec("torch"):
+        assert rec["threads"]["torch"] == 1
+
+
+def test_readme_table_is_rendered_from_the_records():
+    from bpgpu.bench import readme
+
+    default, one = _synthetic(), _synthetic(fit_vs_numpy=1.02, threads=1)
+    table = readme.table(default, one)
+    assert "| fit × same-job NumPy loop (target ≤ 1.00; W1 stretch ≤ 0.90) | 0.95 ✓ / 1.02 ✗ |" in table
+    assert "| fit × GEMM floor (target on W3 ≤ 1.05) | 2.00 / 2.00 | 2.00 / 2.00 | 1.04 ✓ / 1.04 ✓ |" in table
+    assert "280 vs 290 ✓ / 280 vs 290 ✓" in table
+    text = f"# x\n\n## Benchmarks\n\nintro\n{readme.BEGIN}\nold table\n{readme.END}\n\n## Next\n"
+    block = readme.block(default, one, ("full-a.json", "full-a-1thread.json"))
+    out = readme.update_readme(text, block)
+    assert "old table" not in out and out.endswith(f"{readme.END}\n\n## Next\n") and "intro" in out
+    assert "- Default threads: 8 of 8 targets met." in out and "- `--threads 1`: 5 of 8 targets met" in out
+    assert "W3 is timed on 8 of its 32 batches" in out and "full-a-1thread.json" in out
+    assert readme.update_readme(out, block) == out  # idempotent
+    with pytest.raises(ValueError, match="markers"):
+        readme.update_readme("# no markers\n", block)
+
+
+def test_render_readme_script_round_trip(tmp_path):
+    import runpy
+
+    from bpgpu.bench import readme
+
+    script = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "render_readme.py"
+    render = runpy.run_path(str(script))["main"]
+    (tmp_path / "d.json").write_text(json.dumps(_synthetic()))
+    (tmp_path / "o.json").write_text(json.dumps(_synthetic(threads=1)))
+    md = tmp_path / "README.md"
+    md.write_text(f"## Benchmarks\n{readme.BEGIN}\n{readme.END}\n")
+    args = ["--default", str(tmp_path / "d.json"), "--one-thread", str(tmp_path / "o.json"), "--readme", str(md)]
+    assert render([*args, "--check"]) == 1
+    assert render(args) == 0 and "bpgpu `fit`, s/epoch" in md.read_text()
+    assert render([*args, "--check"]) == 0

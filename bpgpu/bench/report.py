@@ -7,6 +7,7 @@ import json
 import pathlib
 from typing import Any
 
+from bpgpu.bench import targets
 from bpgpu.bench.machine import slug
 
 
@@ -16,21 +17,24 @@ def _fmt(x: Any, spec: str) -> str:
 
 def results_table(record: dict[str, Any]) -> str:
     """The per-workload table (markdown; also what ``bpgpu bench`` prints)."""
-    head = ("| workload | dtype | contender | device | s/epoch | × reference | × GEMM floor | samples/s "
+    head = ("| workload | dtype | contender | device | s/epoch | × reference | × torch | × GEMM floor | samples/s "
             "| CPU s/epoch | host MB | device MB | note |")
-    lines = [head, "|" + " --- |" * 12]
+    lines = [head, "|" + " --- |" * 13]
     for r in record["results"]:
         if r["status"] != "ok":
             lines.append(f"| {r['workload']} | {r['dtype']} | {r['contender']} | {r['device']} | skipped "
-                         f"| | | | | | | {r['reason']} |")
+                         f"| | | | | | | | {r['reason']} |")
             continue
         note = f"scaled from {r['measured_steps']}/{r['epoch_steps']} batches" if r["scaled"] else ""
         extra = r.get("describe", {}).get("note")
+        if r.get("memory_error"):
+            extra = "; ".join(x for x in (extra, f"memory: {r['memory_error']}") if x)
         speedup = f"{r['speedup_over_cpu']:.1f}× faster than bpgpu on the CPU" if "speedup_over_cpu" in r else ""
         note = "; ".join(x for x in (note, speedup, extra) if x)
         lines.append(
             f"| {r['workload']} | {r['dtype']} | {r['contender']} | {r['device']} | {r['epoch_s']:.3f} "
-            f"| {_fmt(r['ratio_to_reference'], '.2f')} | {_fmt(r['ratio_to_gemm_floor'], '.2f')} "
+            f"| {_fmt(r['ratio_to_reference'], '.2f')} | {_fmt(r.get('ratio_to_torch'), '.2f')} "
+            f"| {_fmt(r['ratio_to_gemm_floor'], '.2f')} "
             f"| {r['samples_per_s']:,.0f} | {r['cpu_epoch_s']:.3f} | {_fmt(r.get('host_peak_mb'), '.0f')} "
             f"| {_fmt(r.get('device_peak_mb'), '.0f')} | {note} |")
     return "\n".join(lines)
@@ -77,15 +81,33 @@ def machine_lines(machine: dict[str, Any]) -> list[str]:
     ]
 
 
+ROWS_NOTE = ("Rows: \"bpgpu numpy\" / \"bpgpu cupy\" time `MLP.fit` itself (one epoch, its defaults on, "
+             "`progress=False`); \"numpy reference\" is a hand-written NumPy loop doing the same job (shuffles, "
+             "computes every batch's cost); \"torch cpu\" is a PyTorch autograd loop doing the same; "
+             "\"bpgpu raw step (diagnostic)\" is raw backprop + SGD on consecutive slices, not what users run.")
+
+
+def threads_line(record: dict[str, Any]) -> str:
+    """The thread setting and what ran: BLAS threads and kernel (threadpoolctl), torch threads."""
+    t = record.get("threads")
+    if not t:
+        return str(record["config"].get("threads") or "library defaults")
+    blas = ", ".join(map(str, t["blas"])) or "?"
+    return (f"{t['setting']} (BLAS {blas} thread(s), kernel {', '.join(t['blas_kernel']) or '?'}; "
+            f"torch {t['torch'] if t['torch'] is not None else '—'} thread(s))")
+
+
 def markdown(record: dict[str, Any]) -> str:
     mode = "full" if record["config"]["full"] else "quick"
     wls = "\n".join(f"- {n}: {w['label']}, {w['samples']:,} samples per epoch"
                     for n, w in record["config"]["workloads"].items())
+    found = targets.evaluate(record)
     return "\n".join([
         f"# bpgpu benchmark ({mode})", "", *machine_lines(record["machine"]), "", wls, "",
-        f"Method: {record['method']} Threads: {record['config'].get('threads') or 'library defaults'}. "
-        f"Elapsed {record['elapsed_s']} s.", "",
-        results_table(record), "", "## Width × batch sweep", "",
+        f"Method: {record['method']} Threads: {threads_line(record)}. Elapsed {record['elapsed_s']} s.", "",
+        ROWS_NOTE, "",
+        results_table(record), "", "## Issue 9 targets (computed from the rows above)", "",
+        targets.summary(found) + ".", "", targets.table(found), "", "## Width × batch sweep", "",
         f"{(record['sweep'] or {}).get('model', '')}, {(record['sweep'] or {}).get('dtype', '')}", "",
         sweep_table(record["sweep"]), "",
     ])

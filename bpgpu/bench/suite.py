@@ -21,7 +21,7 @@ PLAN = {
     "W2": {"quick": (100, 5, 3), "full": (None, 20, 5)},
     "W3": {"quick": (1, 1, 3), "full": (4, 1, 3), "full_gpu": (None, 3, 5)},
 }
-REFERENCE, GEMM_CPU, CPU_BPGPU = "numpy reference", "GEMM floor", "bpgpu numpy"
+REFERENCE, GEMM_CPU, CPU_BPGPU, TORCH_CPU = "numpy reference", "GEMM floor", "bpgpu numpy", "torch cpu"
 
 
 @dataclass
@@ -98,6 +98,7 @@ def bench_workload(cfg: BenchConfig, name: str, dtype: str, log: Callable[[str],
         t = by_name[row["contender"]]
         epoch = median(t) * scale
         gemm = GEMM_CPU if row["device"] == "cpu" else "GEMM floor (cuBLAS)"
+        torch = TORCH_CPU if row["device"] == "cpu" else "torch cuda"
         row.update({
             "times_s": [round(x, 6) for x in t], "cpu_times_s": [round(x, 6) for x in cpu_by_name[row["contender"]]],
             "cpu_epoch_s": median(cpu_by_name[row["contender"]]) * scale,
@@ -105,6 +106,7 @@ def bench_workload(cfg: BenchConfig, name: str, dtype: str, log: Callable[[str],
             "scaled": steps < wl.steps, "epoch_s": epoch, "samples_per_s": wl.steps * wl.batch / epoch,
             "ratio_to_reference": paired_ratio(t, by_name[REFERENCE]) if REFERENCE in by_name else None,
             "ratio_to_gemm_floor": paired_ratio(t, by_name[gemm]) if gemm in by_name else None,
+            "ratio_to_torch": paired_ratio(t, by_name[torch]) if torch in by_name else None,
         })
         if row["device"] == "gpu" and CPU_BPGPU in by_name:  # the GPU's speedup over bpgpu on the CPU
             row["speedup_over_cpu"] = paired_ratio(by_name[CPU_BPGPU], t)
@@ -205,12 +207,19 @@ def _run_suite(cfg: BenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
     config = {k: v for k, v in asdict(cfg).items() if k not in ("workload_table", "sweep_grid")}
     config["workloads"] = {n: {**asdict(cfg.workload_table[n]), "label": cfg.workload_table[n].label()}
                            for n in cfg.workloads}
-    machine = machine_info()
+    machine = machine_info()  # inside the thread limit: the BLAS thread counts are those that ran
     machine["load_average_before_after"] = [load_before, _loadavg()]
-    return {"machine": machine, "config": config, "results": results, "sweep": sweep,
+    threads = {"setting": cfg.threads or "library defaults",
+               "blas": sorted({b.get("num_threads") for b in machine["blas"] if b.get("user_api") == "blas"}),
+               "blas_kernel": sorted({str(b.get("architecture")) for b in machine["blas"] if b.get("user_api") == "blas"}),
+               "torch": machine["torch"].get("threads")}
+    return {"machine": machine, "config": config, "threads": threads, "results": results, "sweep": sweep,
             "started_unix": started, "elapsed_s": round(time.time() - started, 1),
-            "method": ("epoch = forward + backward + SGD update with the data already on the device; median "
-                       "over interleaved repeats (rotating order); ratios are medians of per-repeat ratios; "
-                       "scaled=true: fewer batches timed and scaled to the epoch; memory: each contender set up "
-                       "alone in a fresh process and run 2 steps (host RSS high-water growth over the "
-                       "process after imports and host data; GPU: CuPy pool bytes / torch max allocated).")}
+            "method": ("an epoch of each contender's training loop with the data already on the device: bpgpu "
+                       "rows time MLP.fit itself (defaults on: shuffling, cost history, gradient norms, "
+                       "divergence detection; progress=False; SGD(η)); the NumPy reference and PyTorch loops "
+                       "shuffle and compute every batch's cost too; median over interleaved repeats (rotating "
+                       "order); ratios are medians of per-repeat ratios; scaled=true: fewer batches timed (one "
+                       "fit call over them) and scaled to the epoch; memory: each contender set up alone in a "
+                       "fresh process and run 2 steps (host RSS high-water growth over the process after "
+                       "imports and host data; GPU: CuPy pool bytes / torch max allocated).")}

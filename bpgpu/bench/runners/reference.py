@@ -1,8 +1,10 @@
-"""The reference: a plain, hand-written NumPy batched backprop (the floor for Python-level overhead).
+"""The reference: a plain, hand-written NumPy training loop that does the same job as ``fit``.
 
 Written the way one would by hand from MATH.md: no array-API layer, no validation, one temporary per
-operation, the textbook ``1/(1+exp(−z))`` sigmoid (overflow warnings silenced once per run). It does
-the same work per step as a bpgpu step: forward, the batch's mean cost, BP1–BP4 and an SGD update."""
+operation, the textbook ``1/(1+exp(−z))`` sigmoid (overflow warnings silenced once per run). Each
+epoch draws a permutation (``numpy.random.default_rng``), gathers every batch by it, and per batch
+does forward, the batch's mean cost, BP1–BP4 and an SGD update; the epoch's mean cost is kept (a
+cost history), as ``fit`` keeps it."""
 
 from __future__ import annotations
 
@@ -62,15 +64,21 @@ class ReferenceRunner(Runner):
 
     def setup(self, workload: Workload, dtype: str, x: np.ndarray, labels: np.ndarray, onehot: np.ndarray) -> None:
         hw, hb = initial_parameters(list(workload.sizes), default_init(workload.hidden), 0)
-        self.state = {"wl": workload, "x": x, "y": onehot,
+        self.state = {"wl": workload, "x": x, "y": onehot, "rng": np.random.default_rng(0), "costs": [],
                       "w": [w.astype(dtype) for w in hw], "b": [b.astype(dtype) for b in hb]}
 
     def run(self, steps: int) -> None:
+        """One epoch over ``steps`` batches of the first ``steps·m`` rows, in a fresh random order."""
         s = self.state
         wl, x, y, w, b, m = s["wl"], s["x"], s["y"], s["w"], s["b"], s["wl"].batch
+        order = s["rng"].permutation(steps * m)
+        total = 0.0
         with np.errstate(over="ignore"):
             for i in range(steps):
-                reference_step(x[i * m:(i + 1) * m], y[i * m:(i + 1) * m], w, b, wl)
+                idx = order[i * m:(i + 1) * m]
+                total += reference_step(x[idx], y[idx], w, b, wl) * m
+        s["costs"].append(float(total) / (steps * m))  # the epoch's mean cost, as fit's history has it
 
     def describe(self) -> dict[str, Any]:
-        return {"library": f"numpy {np.__version__}"}
+        return {"library": f"numpy {np.__version__}",
+                "runs": "hand-written loop: shuffles each epoch, computes every batch's cost"}

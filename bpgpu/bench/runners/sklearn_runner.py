@@ -1,5 +1,6 @@
-"""scikit-learn's ``MLPClassifier.partial_fit`` (plain SGD, no momentum, no shuffling, no L2) with the
-same hidden layers, activation and batch size. Its output layer is always softmax + log-loss (or
+"""scikit-learn's ``MLPClassifier.partial_fit`` (plain SGD, no momentum, no L2; shuffling each call as
+``fit`` shuffles each epoch; it computes every batch's loss itself) with the same hidden layers,
+activation and batch size. Its output layer is always softmax + log-loss (or
 logistic for two classes), so on W1 it does not use the quadratic cost: noted in the report."""
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class SklearnRunner(Runner):
             hidden_layer_sizes=tuple(workload.sizes[1:-1]),
             activation="logistic" if workload.hidden == "sigmoid" else "relu",
             solver="sgd", batch_size=workload.batch, learning_rate_init=workload.lr, momentum=0.0,
-            nesterovs_momentum=False, alpha=0.0, shuffle=False, random_state=0,
+            nesterovs_momentum=False, alpha=0.0, shuffle=True, random_state=0,
         )
         classes = np.arange(workload.sizes[-1])
         with warnings.catch_warnings():

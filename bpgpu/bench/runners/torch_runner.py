@@ -1,5 +1,7 @@
 """PyTorch eager with autograd (CPU, and CUDA when present): ``nn.Sequential`` of ``nn.Linear``,
-``torch.optim.SGD``, the usual zero_grad / backward / step loop."""
+``torch.optim.SGD``, the usual zero_grad / backward / step loop doing ``fit``'s job: each epoch a
+fresh ``torch.randperm`` order, batches gathered by it, every batch's loss summed on the device
+(one read per epoch, the epoch's mean cost kept)."""
 
 from __future__ import annotations
 
@@ -48,7 +50,8 @@ class TorchRunner(Runner):
             layers.append(torch.nn.Sigmoid())
         model = torch.nn.Sequential(*layers).to(device=dev, dtype=tdtype)
         self.state = {
-            "torch": torch, "model": model, "wl": workload,
+            "torch": torch, "model": model, "wl": workload, "costs": [],
+            "gen": torch.Generator(device=dev).manual_seed(0),
             "opt": torch.optim.SGD(model.parameters(), lr=workload.lr),
             "x": torch.from_numpy(x).to(dev),
             "y": torch.from_numpy(onehot).to(dev) if workload.cost == "quadratic" else torch.from_numpy(labels).to(dev),
@@ -64,14 +67,18 @@ class TorchRunner(Runner):
         torch, model, opt, x, y, m = s["torch"], s["model"], s["opt"], s["x"], s["y"], s["wl"].batch
         quadratic = s["wl"].cost == "quadratic"
         cross_entropy = torch.nn.functional.cross_entropy
+        order = torch.randperm(steps * m, generator=s["gen"], device=x.device)
+        total = torch.zeros((), dtype=x.dtype, device=x.device)
         for i in range(steps):
-            out = model(x[i * m:(i + 1) * m])
-            yb = y[i * m:(i + 1) * m]
+            idx = order[i * m:(i + 1) * m]
+            out = model(x.index_select(0, idx))
+            yb = y.index_select(0, idx)
             loss = 0.5 * ((out - yb) ** 2).sum(dim=1).mean() if quadratic else cross_entropy(out, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        self._sync()
+            total += loss.detach()
+        s["costs"].append(float(total) / steps)  # one read per epoch (synchronises the device)
 
     def reset_peak(self) -> None:
         if self.device == "gpu":
@@ -89,7 +96,8 @@ class TorchRunner(Runner):
     def describe(self) -> dict[str, Any]:
         import torch
 
-        info: dict[str, Any] = {"library": f"torch {torch.__version__}", "threads": torch.get_num_threads()}
+        info: dict[str, Any] = {"library": f"torch {torch.__version__}", "threads": torch.get_num_threads(),
+                                "runs": "autograd loop: randperm each epoch, every batch's loss summed"}
         if self.device == "gpu":
             info["tf32 matmul"] = torch.backends.cuda.matmul.allow_tf32
             info["tf32 cudnn"] = torch.backends.cudnn.allow_tf32
