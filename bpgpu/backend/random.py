@@ -73,12 +73,28 @@ def rng_state(rng: np.random.Generator) -> dict:
     return rng.bit_generator.state
 
 
+# The bit generators a saved state may name, by a fixed table: a name read from a file never selects
+# code by lookup (``getattr(numpy.random, name)`` would let a checkpoint call ``numpy.random.seed``).
+# fit only ever draws with default_rng (PCG64), so that is the one entry.
+BIT_GENERATORS = {"PCG64": np.random.PCG64}
+
+
 def rng_from_state(state: dict) -> np.random.Generator:
-    """A generator that continues exactly where the one ``state`` was taken from stood."""
+    """A generator that continues exactly where the one ``state`` was taken from stood.
+
+    ``state`` comes from a file: its ``bit_generator`` must be one of :data:`BIT_GENERATORS` and the
+    state must be accepted by that generator (ConfigError otherwise, never a raw OverflowError)."""
+    if not isinstance(state, dict):
+        raise ConfigError(f"the saved RNG state must be a JSON object; got {state!r:.80}.")
     name = state.get("bit_generator", "PCG64")
-    bit_generator = getattr(np.random, name, None)
-    if bit_generator is None:
-        raise ConfigError(f"the saved RNG state names an unknown bit generator {name!r}; expected PCG64.")
-    gen = bit_generator()
-    gen.state = state
+    if not isinstance(name, str) or name not in BIT_GENERATORS:
+        raise ConfigError(
+            f"the saved RNG state names the bit generator {name!r:.40}, which bpgpu does not restore; "
+            f"allowed: {', '.join(BIT_GENERATORS)}."
+        )
+    gen = BIT_GENERATORS[name]()
+    try:
+        gen.state = state
+    except (ValueError, TypeError, OverflowError, KeyError) as exc:
+        raise ConfigError(f"the saved {name} RNG state is not valid ({type(exc).__name__}: {exc}).") from None
     return np.random.Generator(gen)

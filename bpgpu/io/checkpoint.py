@@ -1,10 +1,18 @@
 """Checkpoints: everything a resumed ``fit`` needs to end with the same weights as an uninterrupted
 run — parameters, optimizer state (velocities / moments and step count), the shuffling RNG's
-position, the number of completed epochs, the history and the early-stopping state — in the format
-of :mod:`bpgpu.io.format` (kind ``bpgpu-checkpoint``)."""
+position, the number of completed epochs, the history, the early-stopping state, whether the run had
+finished or stopped early, and a fingerprint of the training data — in the format of
+:mod:`bpgpu.io.format` (kind ``bpgpu-checkpoint``).
+
+A checkpoint is validated as strictly as a model file: the member list is exactly the arrays a
+checkpoint of that network has (parameters, ``opt.<state>.<i>`` shaped like parameter i, optional
+``best.*``), every shape is checked before any array is read, and every value must be a finite float
+that fits the network's dtype. The semantic checks (optimizer, RNG, early stopping, history) are in
+:mod:`bpgpu.training.resume`, which turns the file back into a run."""
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +22,10 @@ import numpy as np
 from bpgpu.backend.arrays import to_host
 from bpgpu.errors import ModelFileError
 from bpgpu.io import format as fmt
-from bpgpu.io.model import parameter_arrays, split_parameters
+from bpgpu.io.model import (
+    CONFIG_KEYS, check_finite_for_save, check_parameter_values, check_sizes_match, parameter_arrays,
+    parameter_shapes, split_parameters,
+)
 
 KIND = "bpgpu-checkpoint"
 
@@ -33,14 +44,17 @@ class Checkpoint:
     history: dict[str, Any]
     early_stopping: dict[str, Any] | None
     best: tuple[list[np.ndarray], list[np.ndarray]] | None
-    fit: dict[str, Any]                          # batch_size, shuffle … (for a consistency check)
+    fit: dict[str, Any]                          # batch_size, shuffle, epochs, data fingerprint …
+    run: dict[str, Any]                          # {"finished": bool, "stopped": bool}
 
 
 def save(
     path: str | os.PathLike, net: Any, epoch: int, optimizer: Any, rng: dict[str, Any] | None,
     history: dict[str, Any], early_stopping: Any = None, fit: dict[str, Any] | None = None,
+    run: dict[str, Any] | None = None,
 ) -> str:
-    """Write a checkpoint atomically (rank 0 only, in data-parallel runs)."""
+    """Write a checkpoint atomically (rank 0 only, in data-parallel runs). ``run`` records whether
+    the run had finished or stopped early (a resume then trains nothing more)."""
     arrays = parameter_arrays(net.weights, net.biases)
     for name, values in optimizer.state.items():
         arrays.update({f"opt.{name}.{i}": np.asarray(to_host(v)) for i, v in enumerate(values)})
@@ -49,33 +63,79 @@ def save(
         es_state = early_stopping.state()
         if early_stopping.best_params is not None:
             arrays.update(parameter_arrays(*early_stopping.best_params, prefix="best."))
+    check_finite_for_save(arrays, "the checkpoint (parameters or optimizer state)")
+    stopped = history.get("stopped_epoch") is not None
+    run = {"finished": bool(stopped or (fit or {}).get("epochs") == epoch), "stopped": stopped, **(run or {})}
     header = {
         "config": net.config(), "epoch": int(epoch), "rng": rng, "history": history,
         "optimizer": {"config": optimizer.config(), "scalars": optimizer.scalars(), "state": list(optimizer.state)},
-        "early_stopping": es_state, "fit": fit or {},
+        "early_stopping": es_state, "fit": fit or {}, "run": run,
     }
     return fmt.write(path, KIND, header, arrays)
 
 
-def load(path: str | os.PathLike) -> Checkpoint:
-    """Read and check a checkpoint (ModelFileError when it is damaged or incomplete)."""
-    path = os.fspath(path)
-    header, arrays = fmt.read(path, KIND)
+def expected_shapes(header: dict[str, Any], path: str) -> dict[str, tuple[int, ...]]:
+    """Every array a checkpoint with this (already type-checked) header holds, by name."""
+    sizes = header["config"]["sizes"]
+    params = parameter_shapes(sizes)
+    order = list(params)[0::2] + list(params)[1::2]          # W1…WL, b1…bL: the optimizer's order
+    want = dict(params)
+    for name in header["optimizer"].get("state", []):
+        want.update({f"opt.{name}.{i}": params[p] for i, p in enumerate(order)})
+    return want
+
+
+def _check_shapes(header: dict[str, Any], shapes: dict[str, tuple[int, ...]], path: str) -> None:
     _check_header(header, path)
-    try:
-        config, epoch, opt = header["config"], int(header["epoch"]), header["optimizer"]
-        layers = len(config["sizes"]) - 1
-        state = {
-            name: [arrays[f"opt.{name}.{i}"] for i in range(2 * layers)] for name in opt.get("state", [])
-        }
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path!r} is an incomplete checkpoint (missing or invalid {exc}).") from None
+    check_sizes_match(header["config"], shapes, path)
+    want = expected_shapes(header, path)
+    if "best.W1" in shapes:
+        check_sizes_match(header["config"], shapes, path, prefix="best.")
+        want.update(parameter_shapes(header["config"]["sizes"], "best."))
+    for name, shape in want.items():
+        if name not in shapes:
+            raise ModelFileError(f"{path!r} lacks the array {name!r}; the checkpoint is incomplete.")
+        if tuple(shapes[name]) != shape:
+            raise ModelFileError(f"{path!r}: array {name!r} has shape {tuple(shapes[name])}, but a checkpoint of "
+                                 f"sizes {header['config']['sizes']} needs {shape}.")
+    extra = sorted(set(shapes) - set(want))
+    if extra:
+        raise ModelFileError(f"{path!r} holds arrays a checkpoint does not have ({', '.join(extra[:5])}); "
+                             "it is corrupted or tampered with.")
+
+
+def load(path: str | os.PathLike) -> Checkpoint:
+    """Read and check a checkpoint (ModelFileError when it is damaged, incomplete or hostile)."""
+    path = os.fspath(path)
+    header, arrays = fmt.read(path, KIND, lambda h, shapes: _check_shapes(h, shapes, path))
+    return from_parts(header, arrays, path)
+
+
+def to_parts(state: Checkpoint) -> tuple[bytes, dict[str, np.ndarray]]:
+    """A read checkpoint as (header bytes, arrays): what rank 0 broadcasts (see resume.py)."""
+    header = {"config": state.config, "epoch": state.epoch, "rng": state.rng, "history": state.history,
+              "optimizer": state.optimizer, "early_stopping": state.early_stopping, "fit": state.fit, "run": state.run}
+    arrays = parameter_arrays(state.weights, state.biases)
+    for name, values in state.optimizer_state.items():
+        arrays.update({f"opt.{name}.{i}": a for i, a in enumerate(values)})
+    if state.best is not None:
+        arrays.update(parameter_arrays(*state.best, prefix="best."))
+    return json.dumps(header).encode("utf-8"), arrays
+
+
+def from_parts(header: dict[str, Any], arrays: dict[str, np.ndarray], path: str) -> Checkpoint:
+    """A :class:`Checkpoint` from a validated-shape header and its arrays (values are checked here)."""
+    _check_header(header, path)
+    config, epoch, opt = header["config"], header["epoch"], header["optimizer"]
+    check_parameter_values(arrays, path, np.dtype(config["dtype"]) if config["dtype"] in ("float32", "float64") else None)
+    layers = len(config["sizes"]) - 1
+    state = {name: [arrays[f"opt.{name}.{i}"] for i in range(2 * layers)] for name in opt.get("state", [])}
     weights, biases = split_parameters(arrays, layers, "", path)
     best = split_parameters(arrays, layers, "best.", path) if "best.W1" in arrays else None
     return Checkpoint(
         config=config, epoch=epoch, weights=weights, biases=biases, optimizer=opt, optimizer_state=state,
         rng=header.get("rng"), history=header.get("history") or {}, early_stopping=header.get("early_stopping"),
-        best=best, fit=header.get("fit") or {},
+        best=best, fit=header.get("fit") or {}, run=header.get("run") or {},
     )
 
 
@@ -87,15 +147,25 @@ def _check_header(header: dict[str, Any], path: str) -> None:
     for key in ("config", "optimizer"):
         if not isinstance(header.get(key), dict):
             raise bad(f"its {key!r} must be a JSON object", header.get(key))
+    config = header["config"]
+    missing = [k for k in CONFIG_KEYS if k not in config]
+    if missing:
+        raise bad(f"its config lacks {', '.join(missing)}", config)
+    if config["dtype"] not in ("float32", "float64", "float16"):
+        raise bad("its config's dtype must be float32 or float64", config["dtype"])
     epoch = header.get("epoch")
     if type(epoch) is not int or epoch < 0:
         raise bad("its 'epoch' must be a whole number ≥ 0", epoch)
-    for key in ("rng", "history", "early_stopping", "fit"):
+    for key in ("rng", "history", "early_stopping", "fit", "run"):
         if header.get(key) is not None and not isinstance(header[key], dict):
             raise bad(f"its {key!r} must be a JSON object or null", header[key])
     opt = header["optimizer"]
     for key, kind in (("config", dict), ("scalars", dict), ("state", list)):
         if key in opt and not isinstance(opt[key], kind):
             raise bad(f"its optimizer {key!r} must be a JSON {'object' if kind is dict else 'list'}", opt[key])
-    if not all(isinstance(name, str) for name in opt.get("state", [])):
-        raise bad("its optimizer state names must be strings", opt.get("state"))
+    names = opt.get("state", [])
+    if not all(isinstance(name, str) and name.isidentifier() for name in names) or len(set(names)) != len(names):
+        raise bad("its optimizer state names must be distinct identifiers", names)
+    for key in ("finished", "stopped"):
+        if key in (header.get("run") or {}) and type(header["run"][key]) is not bool:
+            raise bad(f"its run {key!r} flag must be true or false", header["run"][key])

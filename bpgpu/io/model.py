@@ -1,5 +1,10 @@
 """``net.save(path)`` / ``bpgpu.load(path, device=None)``: a network's configuration and parameters
-in the portable format of :mod:`bpgpu.io.format` (host arrays, so a GPU-trained model loads anywhere)."""
+in the portable format of :mod:`bpgpu.io.format` (host arrays, so a GPU-trained model loads anywhere).
+
+Both directions apply the same rule: parameters are finite floating-point numbers. ``save`` refuses a
+network holding NaN/inf (it could not be loaded back), ``load`` refuses a file holding them, and
+loading into a narrower dtype (``dtype="float32"`` for a float64 file) refuses values that would
+overflow to ±inf there."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import numpy as np
 
 from bpgpu.backend.arrays import to_host
 from bpgpu.backend.device import resolve
-from bpgpu.errors import BpgpuError, ConfigError, ModelFileError, ShapeError
+from bpgpu.errors import BpgpuError, ConfigError, DataError, ModelFileError, ShapeError
 from bpgpu.io import format as fmt
 
 KIND = "bpgpu-model"
@@ -24,6 +29,16 @@ def parameter_arrays(weights: list[Any], biases: list[Any], prefix: str = "") ->
     return out
 
 
+def check_finite_for_save(arrays: dict[str, np.ndarray], what: str) -> None:
+    """Refuse to write NaN/inf parameters or state (``load`` would refuse the file)."""
+    for name, a in arrays.items():
+        if not np.all(np.isfinite(a)):
+            raise DataError(
+                f"{what} holds NaN or infinite values (in {name}); bpgpu does not save such a file, since "
+                "loading it would be refused. Train again (lower the learning rate) or reload a good model."
+            )
+
+
 def split_parameters(arrays: dict[str, np.ndarray], layers: int, prefix: str = "", path: str = "") -> tuple[list, list]:
     try:
         return ([arrays[f"{prefix}W{l + 1}"] for l in range(layers)], [arrays[f"{prefix}b{l + 1}"] for l in range(layers)])
@@ -31,20 +46,50 @@ def split_parameters(arrays: dict[str, np.ndarray], layers: int, prefix: str = "
         raise ModelFileError(f"{path!r} lacks the parameter array {exc.args[0]!r}; the file is incomplete.") from None
 
 
-def check_sizes_match(config: Any, arrays: dict[str, np.ndarray], path: str, prefix: str = "") -> None:
-    """The header's ``sizes`` must be the shapes of the stored W^l / b^l — checked before a network of
-    that size is built, so a damaged or hostile header can never make bpgpu allocate a huge network."""
+def check_sizes(config: Any, path: str) -> list[int]:
     sizes = config.get("sizes") if isinstance(config, dict) else None
     if not isinstance(sizes, list) or len(sizes) < 2 or not all(type(n) is int and n > 0 for n in sizes):
         raise ModelFileError(f"{path!r}: the header's sizes must be a list of positive layer widths; got {sizes!r}.")
+    return sizes
+
+
+def parameter_shapes(sizes: list[int], prefix: str = "") -> dict[str, tuple[int, ...]]:
+    """``{prefix}W^l``: (n_l, n_{l−1}) and ``{prefix}b^l``: (n_l,) for a network of ``sizes``."""
+    out: dict[str, tuple[int, ...]] = {}
     for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        for name, shape in ((f"{prefix}W{l + 1}", (n_out, n_in)), (f"{prefix}b{l + 1}", (n_out,))):
-            if name not in arrays:
-                raise ModelFileError(f"{path!r} lacks the parameter array {name!r}; the file is incomplete.")
-            if tuple(arrays[name].shape) != shape:
+        out[f"{prefix}W{l + 1}"], out[f"{prefix}b{l + 1}"] = (n_out, n_in), (n_out,)
+    return out
+
+
+def check_sizes_match(config: Any, shapes: dict[str, Any], path: str, prefix: str = "") -> None:
+    """The header's ``sizes`` must be the shapes of the stored W^l / b^l (``shapes``: name → shape, or
+    name → array) — checked before any array is read or a network of that size is built, so a damaged
+    or hostile header can never make bpgpu allocate a huge network."""
+    sizes = check_sizes(config, path)
+    for name, shape in parameter_shapes(sizes, prefix).items():
+        if name not in shapes:
+            raise ModelFileError(f"{path!r} lacks the parameter array {name!r}; the file is incomplete.")
+        got = tuple(getattr(shapes[name], "shape", shapes[name]))
+        if got != shape:
+            raise ModelFileError(
+                f"{path!r}: the parameters do not fit the saved sizes {sizes}: {name} has shape {got}, expected {shape}."
+            )
+
+
+def check_parameter_values(arrays: dict[str, np.ndarray], path: str, dtype: Any = None) -> None:
+    """Floating point, finite, and (when loading into ``dtype``) within that dtype's range."""
+    limit = float(np.finfo(dtype).max) if dtype is not None else None
+    for name, a in arrays.items():
+        if a.dtype.kind != "f":
+            raise ModelFileError(f"{path!r}: parameters must be floating point; {name} has dtype {a.dtype}.")
+        if not np.all(np.isfinite(a)):
+            raise ModelFileError(f"{path!r}: the saved parameters contain NaN or infinite values (in {name}).")
+        if limit is not None and a.size and a.dtype.itemsize > np.dtype(dtype).itemsize:
+            biggest = float(np.max(np.abs(a)))
+            if biggest > limit:
                 raise ModelFileError(
-                    f"{path!r}: the parameters do not fit the saved sizes {sizes}: {name} has shape "
-                    f"{tuple(arrays[name].shape)}, expected {shape}."
+                    f"{path!r}: {name} holds {biggest:.3g}, which overflows {np.dtype(dtype).name} (largest "
+                    f"{limit:.3g}); load it as {a.dtype.name} (dtype={a.dtype.name!r})."
                 )
 
 
@@ -68,28 +113,40 @@ def build(config: Any, path: str, device: Any = None, xp: Any = None, dtype: str
 
 def load_parameters(net: Any, arrays: dict[str, np.ndarray], path: str, prefix: str = "") -> None:
     weights, biases = split_parameters(arrays, len(net.weights), prefix, path)
-    for a in weights + biases:
-        if a.dtype.kind != "f":
-            raise ModelFileError(f"{path!r}: parameters must be floating point; found dtype {a.dtype}.")
-        if not np.all(np.isfinite(a)):
-            raise ModelFileError(f"{path!r}: the saved parameters contain NaN or infinite values.")
+    names = list(parameter_shapes(net.sizes, prefix))
+    check_parameter_values(dict(zip(names[0::2] + names[1::2], weights + biases)), path, _host_dtype(net))
     try:
         net.set_parameters(weights, biases)
     except BpgpuError as exc:
         raise ModelFileError(f"{path!r}: the parameters do not fit the saved sizes ({exc}).") from None
 
 
+def _host_dtype(net: Any) -> np.dtype:
+    return np.dtype(net.dtype_name)
+
+
 def save(net: Any, path: str | os.PathLike) -> str:
-    """Write ``net`` to ``path`` (exactly that name) atomically; returns the path."""
-    return fmt.write(path, KIND, {"config": net.config()}, parameter_arrays(net.weights, net.biases))
+    """Write ``net`` to ``path`` (exactly that name) atomically; returns the path. A network holding
+    NaN/inf parameters is refused (DataError): such a file could not be loaded back."""
+    arrays = parameter_arrays(net.weights, net.biases)
+    check_finite_for_save(arrays, "the network")
+    return fmt.write(path, KIND, {"config": net.config()}, arrays)
 
 
 def load(path: str | os.PathLike, device: Any = None, xp: Any = None, dtype: str | None = None) -> Any:
     """The network saved at ``path``, on ``device`` (default: ``BPGPU_DEVICE``, else the CPU) — any device,
-    whatever device it was trained on. ``dtype`` overrides the saved one."""
+    whatever device it was trained on. ``dtype`` overrides the saved one (values that would overflow it
+    are refused)."""
     path = os.fspath(path)
-    header, arrays = fmt.read(path, KIND)
-    check_sizes_match(header.get("config"), arrays, path)
+
+    def check(header: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> None:
+        check_sizes_match(header.get("config"), shapes, path)
+        extra = sorted(set(shapes) - set(parameter_shapes(header["config"]["sizes"])))
+        if extra:
+            raise ModelFileError(f"{path!r} holds arrays a model file does not have ({', '.join(extra[:5])}); "
+                                 "it is corrupted or tampered with.")
+
+    header, arrays = fmt.read(path, KIND, check)
     net = build(header.get("config"), path, device, xp, dtype)
     load_parameters(net, arrays, path)
     return net

@@ -9,6 +9,7 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from bpgpu.errors import ConfigError
+from bpgpu.validation import check_int, check_positive
 
 MONITORS = {"val_cost": "min", "cost": "min", "val_accuracy": "max"}
 
@@ -24,13 +25,14 @@ class EarlyStopping:
     With ``restore_best`` the parameters of the best epoch are put back when training ends."""
 
     def __init__(self, patience: int = 5, monitor: str | None = None, min_delta: float = 0.0, restore_best: bool = True) -> None:
-        if int(patience) != patience or patience < 0:
-            raise ConfigError(f"patience must be a whole number of epochs ≥ 0; got {patience!r}.")
+        self.patience = check_int(patience, "EarlyStopping patience", 0)
         if monitor is not None and monitor not in MONITORS:
-            raise ConfigError(f"monitor={monitor!r} is not recorded; choose one of {', '.join(MONITORS)}.")
-        self.patience = int(patience)
+            raise ConfigError(f"EarlyStopping monitor={monitor!r} is not recorded; choose one of {', '.join(MONITORS)}.")
+        self.requested_monitor = monitor      # None: chosen per fit (val_cost with validation data, else cost)
         self.monitor = monitor
-        self.min_delta = float(min_delta)
+        self.min_delta = check_positive(min_delta, "EarlyStopping min_delta", allow_zero=True)
+        if restore_best not in (True, False):
+            raise TypeError(f"EarlyStopping restore_best must be True or False; got {restore_best!r}.")
         self.restore_best = bool(restore_best)
         self.reset()
 
@@ -41,6 +43,9 @@ class EarlyStopping:
         self.best_params: tuple[list[Any], list[Any]] | None = None
 
     def resolve_monitor(self, has_validation: bool) -> str:
+        """The quantity this fit monitors: the one asked for, else val_cost/cost by the data at hand
+        (chosen afresh for every fit, so a reused EarlyStopping() follows each fit's data)."""
+        self.monitor = self.requested_monitor
         if self.monitor is None:
             self.monitor = "val_cost" if has_validation else "cost"
         if self.monitor.startswith("val_") and not has_validation:
@@ -71,10 +76,31 @@ class EarlyStopping:
         """Scalars for checkpoints (the best parameters are saved as arrays beside them)."""
         return {"monitor": self.monitor, "best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
 
-    def load_state(self, state: dict[str, Any], best_params: tuple[list[Any], list[Any]] | None) -> None:
-        self.monitor = state.get("monitor", self.monitor)
-        self.best, self.best_epoch, self.wait = state.get("best"), state.get("best_epoch"), int(state.get("wait", 0))
-        self.best_params = best_params
+    def load_state(self, state: dict[str, Any], best_params: tuple[list[Any], list[Any]] | None, epoch: int) -> None:
+        """Restore :meth:`state` read from a checkpoint after ``epoch`` epochs; every field is checked
+        (ConfigError naming it): the monitor must be this fit's, numbers in range."""
+        if not isinstance(state, dict):
+            raise ConfigError(f"the early-stopping state must be a JSON object; got {state!r:.60}.")
+        monitor = state.get("monitor", self.monitor)
+        if monitor not in MONITORS:
+            raise ConfigError(f"the early-stopping state monitors {monitor!r:.40}; known: {', '.join(MONITORS)}.")
+        if monitor != self.monitor:
+            raise ConfigError(f"the checkpoint's early stopping monitored {monitor!r} but this fit monitors "
+                              f"{self.monitor!r}; pass EarlyStopping(monitor={monitor!r}) (and the same validation_data).")
+        best, best_epoch, wait = state.get("best"), state.get("best_epoch"), state.get("wait", 0)
+        if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float)) or not math.isfinite(best)):
+            raise ConfigError(f"the early-stopping best value must be a finite number or null; got {best!r:.40}.")
+        if best_epoch is not None and (type(best_epoch) is not int or not 1 <= best_epoch <= epoch):
+            raise ConfigError(f"the early-stopping best_epoch must be an epoch 1…{epoch} or null; got {best_epoch!r:.40}.")
+        if type(wait) is not int or not 0 <= wait <= epoch:
+            raise ConfigError(f"the early-stopping wait must be a whole number 0…{epoch}; got {wait!r:.40}.")
+        if (best is None) != (best_epoch is None):
+            raise ConfigError("the early-stopping state gives a best value without its epoch (or the reverse).")
+        if self.restore_best and best_epoch is not None and best_params is None:
+            raise ConfigError("the early-stopping state has a best epoch but the checkpoint lacks its best.* parameters.")
+        self.best = float(best) if best is not None else None
+        self.best_epoch, self.wait = best_epoch, wait
+        self.best_params = best_params if self.restore_best else None
 
 
 def as_early_stopping(value: Any) -> EarlyStopping | None:
