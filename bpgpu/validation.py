@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import array_api_compat
 from array_api_compat import array_namespace
 
-from bpgpu.backend.arrays import to_backend
+from bpgpu.backend.arrays import adopt, to_backend
 from bpgpu.backend.device import Backend, backend_of
 from bpgpu.errors import ConfigError, DataError, DeviceMismatchError, ShapeError
 
@@ -18,6 +18,7 @@ _HOST_TYPES = (list, tuple, int, float)
 
 
 def _is_host(x: Any) -> bool:
+    """Lists, Python numbers, NumPy arrays and NumPy scalars (``np.float32(3.0)``, taken as 0-d)."""
     return isinstance(x, _HOST_TYPES) or array_api_compat.is_numpy_array(x)
 
 
@@ -71,6 +72,11 @@ def on_backend(x: Any, backend: Backend, name: str, dtype: Any = None) -> Any:
                 f"{name} is a masked array with {int(masked.sum())} masked value(s); fill or drop them first "
                 f"(e.g. {name}.filled(0.0))."
             )
+        if type(x).__module__ == "numpy" and not hasattr(x, "__dlpack__"):
+            import numpy  # a NumPy scalar: its 0-d array (then the caller's shape check names the argument)
+
+            x = numpy.asarray(x)
+        check_range(x, backend, name, dtype)
         try:
             return to_backend(x, backend, dtype)
         except (ValueError, TypeError) as exc:
@@ -81,6 +87,9 @@ def on_backend(x: Any, backend: Backend, name: str, dtype: Any = None) -> Any:
         raise TypeError(f"{name} is a sparse {type(x).__name__}; pass a dense array (e.g. {name}.to_dense()).")
     other = backend_of(x)
     if other.name != backend.name or str(other.device) != str(backend.device):
+        taken = adopt(x, backend, name)  # same device by DLPack (zero copy), or host <-> device once
+        if taken is not None:
+            return on_backend(taken, backend, name, dtype)
         raise DeviceMismatchError(
             f"{name} lives on {other.label} but the network is on {backend.label}; move the data "
             f"(bpgpu.to_backend(x, net.backend) or a NumPy array) or the network (net.to(...))."
@@ -88,8 +97,42 @@ def on_backend(x: Any, backend: Backend, name: str, dtype: Any = None) -> Any:
     if getattr(x, "requires_grad", False):  # a torch tensor in an autograd graph: bpgpu's math is its own
         x = x.detach()
     if dtype is not None and x.dtype != dtype:
+        check_range(x, backend, name, dtype)
         x = backend.xp.astype(x, dtype)
     return x
+
+
+def check_range(x: Any, backend: Backend, name: str, dtype: Any) -> None:
+    """Finite values of a wider float dtype that would overflow ``dtype`` (1e300 into float32) are a
+    DataError saying so (not a later "NaN or infinite" that blames the data's cleanliness)."""
+    if dtype is None:
+        return
+    import numpy  # only for the dtype's range (finfo); the data stays where it is
+
+    xp = backend.xp
+    try:
+        target = numpy.dtype(dtype)
+    except TypeError:  # torch.float32, array_api_strict.float32, ...
+        target = numpy.dtype(str(dtype).split(".")[-1])
+    if target.kind != "f":
+        return
+    if _is_host(x):
+        a = numpy.asarray(x)
+        if a.dtype.kind != "f" or a.dtype.itemsize <= target.itemsize or a.size == 0:
+            return
+        lo, hi = float(numpy.min(a)), float(numpy.max(a))
+    else:
+        src = array_namespace(x)
+        if not src.isdtype(x.dtype, "real floating") or x.dtype == src.float32 or x.size == 0:
+            return
+        lo, hi = float(src.min(x)), float(src.max(x))
+    limit = float(numpy.finfo(target).max)
+    worst = max((abs(v) for v in (lo, hi) if math.isfinite(v)), default=0.0)  # NaN/inf: check_finite's case
+    if worst > limit:
+        raise DataError(
+            f"{name} holds {worst:.3g}, which overflows {target.name} (largest {limit:.3g}); scale the data "
+            f"(e.g. standardise each feature) or use a float64 network (dtype='float64')."
+        )
 
 
 def check_features(x: Any, backend: Backend, n_in: int, dtype: Any, name: str = "x") -> Any:
@@ -273,5 +316,6 @@ def check_seed(seed: Any, name: str = "seed") -> Any:
     if seed is None or type(seed).__name__ == "Generator":
         return seed
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ConfigError(f"{name} must be None or a non-negative integer; got {seed!r} ({type(seed).__name__}).")
+        raise ConfigError(f"{name} must be None or a non-negative integer (e.g. {name}=0); got {seed!r:.40} "
+                          f"({type(seed).__name__}).")
     return int(seed)

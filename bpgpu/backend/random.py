@@ -52,8 +52,11 @@ def initial_parameters(
 # -- shuffling: host-side permutations whose position can be saved and restored (checkpoints) ------
 
 def shuffle_rng(seed: int | None) -> np.random.Generator:
-    """The host generator ``fit`` shuffles with: ``numpy.random.default_rng(seed)`` (PCG64)."""
-    return np.random.default_rng(seed)
+    """The host generator ``fit`` shuffles with: ``numpy.random.default_rng(seed)`` (PCG64); a bad
+    ``seed`` is a ConfigError naming fit's ``seed``."""
+    from bpgpu.validation import check_seed
+
+    return np.random.default_rng(check_seed(seed, "seed"))
 
 
 def fresh_seed() -> int:
