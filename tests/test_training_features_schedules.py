@@ -244,3 +244,66 @@ def test_config_round_trip(schedule):
 def test_bad_settings_name_the_argument(make, match):
     with pytest.raises(ConfigError, match=match):
         make()
+
+
+# -- the schedules inside fit --------------------------------------------------------------------------
+
+def _sklearn_adaptive_lrs(costs, lr, patience, tol):
+    """scikit-learn's _update_no_improvement_count + SGDOptimizer.trigger_stopping, transcribed."""
+    out, best, count = [lr], math.inf, 0
+    for c in costs[:-1]:
+        count = count + 1 if c > best - tol else 0
+        best = min(best, c)
+        if count > patience:
+            lr, count = lr / 5.0, 0
+        out.append(lr)
+    return out
+
+
+def _fit_data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 4))
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 1).astype(np.int64)
+    return x, y
+
+
+def test_fit_feeds_the_plateau_schedule_and_resumes_it(tmp_path):
+    import bpgpu
+
+    x, y = _fit_data()
+    kw = dict(batch_size=32, seed=1, progress=False)
+
+    def opt():
+        return bpgpu.SGD(schedule=schedules.plateau(0.5, patience=1, tol=0.1, stop_lr=0.0), momentum=0.9)
+
+    whole = bpgpu.MLP([4, 6, 3], hidden="tanh", dtype="float64", seed=0)
+    h = whole.fit(x, y, epochs=14, optimizer=opt(), **kw)
+    assert h.lr == pytest.approx(_sklearn_adaptive_lrs(h.cost, 0.5, 1, 0.1), rel=1e-15)
+    assert len(set(h.lr)) >= 3  # the wiring reduced η more than once
+    first = bpgpu.MLP([4, 6, 3], hidden="tanh", dtype="float64", seed=0)
+    first.fit(x, y, epochs=6, optimizer=opt(), checkpoint=tmp_path / "ck.npz", **kw)
+    resumed = bpgpu.MLP([4, 6, 3], hidden="tanh", dtype="float64", seed=0)
+    h2 = resumed.fit(x, y, epochs=14, optimizer=None, resume=tmp_path / "ck.npz", **kw)
+    assert h2.lr == h.lr and h2.cost == h.cost
+    for a, b in zip(whole.weights, resumed.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_plateau_too_small_a_rate_ends_fit_like_scikit_learn():
+    import bpgpu
+
+    x, y = _fit_data()
+    net = bpgpu.MLP([4, 6, 3], dtype="float64", seed=0)
+    sched = schedules.plateau(1e-6, patience=2, tol=10.0)  # never an improvement by 10; η already at stop_lr
+    h = net.fit(x, y, epochs=30, optimizer=bpgpu.SGD(schedule=sched), batch_size=40, seed=0, progress=False)
+    assert len(h) == 4 and h.stopped_epoch == 4  # epoch 1 sets the best; bad count 3 > patience 2 after epoch 4
+
+
+def test_fit_uses_each_schedule_per_epoch():
+    import bpgpu
+
+    x, y = _fit_data()
+    for sched in (schedules.warmup_cosine(0.2, 8, 3), schedules.one_cycle(0.3, 8), schedules.invscaling(0.2, 0.5, 120)):
+        h = bpgpu.MLP([4, 5, 3], dtype="float64", seed=0).fit(x, y, epochs=8, optimizer=bpgpu.Adam(schedule=sched),
+                                                                batch_size=60, seed=0, progress=False)
+        assert h.lr == [sched(e) for e in range(8)]

@@ -38,6 +38,7 @@ from bpgpu.training.optimizers import OPTIMIZERS, SGD, Optimizer
 from bpgpu.training.optimizers import make as make_optimizer
 from bpgpu.training.progress import Progress
 from bpgpu.training.resume import resume_from
+from bpgpu.training.schedules import observe as observe_schedule
 from bpgpu.validation import check_int
 
 
@@ -225,6 +226,7 @@ def _epochs(net, optimizer, x, y, val, m, batch_size, epochs, first_epoch, rng, 
     xp = net.xp
     layers = len(net.weights)
     n_batches = -(-m // batch_size)
+    observe_schedule(optimizer.schedule, history)  # a plateau schedule reads the (resumed) history
     for epoch in range(first_epoch, epochs):
         lr = optimizer.set_epoch(epoch)
         bar.start_epoch(epoch)
@@ -253,6 +255,7 @@ def _epochs(net, optimizer, x, y, val, m, batch_size, epochs, first_epoch, rng, 
         history.append(**row)
         bar.end_epoch(row, m)
         stop = es.update(epoch + 1, row, net.weights, net.biases) if es is not None else False
+        stop = observe_schedule(optimizer.schedule, history) or stop  # plateau: η too small to go on
         if stop:
             history.stopped_epoch = epoch + 1
         last = stop or epoch + 1 == epochs

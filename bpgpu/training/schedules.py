@@ -346,3 +346,13 @@ def schedule_config(schedule: Schedule) -> dict[str, Any] | None:
     """``schedule.config()`` for the built-in schedules, None for an arbitrary callable."""
     config = getattr(schedule, "config", None)
     return config() if callable(config) else None
+
+
+def observe(schedule: Schedule, history: Any) -> bool:
+    """Give a history-reading schedule (:class:`ReduceOnPlateau`) the epochs so far; True when it asks
+    training to stop. ``fit`` calls this after every epoch and once before the first (resume)."""
+    feed = getattr(schedule, "observe", None)
+    if not callable(feed):
+        return False
+    feed(history)
+    return bool(schedule.should_stop())  # type: ignore[attr-defined]
