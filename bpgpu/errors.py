@@ -39,3 +39,16 @@ class OutOfMemoryError(BpgpuError, MemoryError):
     """The device ran out of memory during training; the message names the batch size and layer sizes
     and suggests a smaller batch. The network stays usable (a failure in the forward/backward pass
     leaves the weights from before that step)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """``fit`` was stopped by SIGINT (Ctrl-C) or SIGTERM and left the network and optimizer at a step
+    boundary (no half-applied update). Deliberately a ``KeyboardInterrupt``, not a ``BpgpuError``: an
+    ``except Exception`` must not swallow a Ctrl-C. Attributes: ``signal`` ("SIGINT"/"SIGTERM"),
+    ``epoch`` and ``batch`` (1-based: the last completed step), ``checkpoint`` (the path written on the
+    way out, or None). ``bpgpu train`` catches it, saves what ``--save`` asked for and exits 128+signal."""
+
+    def __init__(self, message: str, signal: str = "SIGINT", epoch: int | None = None, batch: int | None = None,
+                 checkpoint: str | None = None) -> None:
+        super().__init__(message)
+        self.signal, self.epoch, self.batch, self.checkpoint = signal, epoch, batch, checkpoint

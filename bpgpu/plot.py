@@ -1,8 +1,10 @@
 """``plot_history``: cost, accuracy and per-layer gradient norms of a training run, as one image.
 
-Needs matplotlib (the optional extra: ``pip install 'bpgpu[plot]'``), imported only when called;
-draws on a ``Figure`` with the Agg canvas (no pyplot, no display) and saves atomically.
-"""
+Needs matplotlib (the optional extra: ``pip install ".[plot]"`` from a checkout, or
+``pip install matplotlib``), imported only when called; draws on a ``Figure`` with the Agg canvas (no
+pyplot, no display) and saves atomically (:func:`bpgpu.io.format.atomic_write`: a new file gets the
+umask's mode, an existing one keeps its own). :func:`check_plot_path` checks a path up front (the CLI
+runs it before training)."""
 
 from __future__ import annotations
 
@@ -17,16 +19,47 @@ def _columns(history: Any) -> dict[str, Any]:
     return data
 
 
-def plot_history(history: Any, path: str | os.PathLike, title: str | None = None) -> str:
-    """Save a figure of ``history`` (a :class:`bpgpu.History` or its ``to_dict()``) to ``path``; the
-    format follows the suffix (.png, .pdf, .svg). Returns the path."""
+INSTALL_HINT = 'pip install matplotlib (or pip install ".[plot]" from the bpgpu checkout)'
+
+
+def _matplotlib(what: str = "plot_history") -> Any:
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise ImportError("plot_history needs matplotlib: pip install 'bpgpu[plot]' (or pip install matplotlib).") from None
+        raise ImportError(f"{what} needs matplotlib, the 'plot' extra of bpgpu[plot]; install it: {INSTALL_HINT}.") from None
+    return Figure, FigureCanvasAgg
+
+
+def plot_format(path: str | os.PathLike) -> str:
+    """The image format a path's suffix asks for ("png" without one)."""
+    return os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
+
+
+def check_plot_path(path: str | os.PathLike, what: str = "plot_history") -> str:
+    """Everything :func:`plot_history` would fail on, checked before any training: matplotlib is
+    installed (ImportError naming the extra), the suffix is a format it writes (ConfigError listing
+    them), the folder exists and the target is a regular file or absent. Returns the format."""
+    from bpgpu.errors import ConfigError
+    from bpgpu.io.format import check_target
+
+    Figure, FigureCanvasAgg = _matplotlib(what)
+    fmt = plot_format(path)
+    supported = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    if fmt not in supported:
+        raise ConfigError(f"{what}: {os.fspath(path)!r} asks for the format {fmt!r}, which matplotlib does not write; "
+                          f"use one of the suffixes {', '.join('.' + k for k in sorted(supported))} (e.g. history.png).")
+    check_target(path, what=f"{what} {os.fspath(path)!r}")
+    return fmt
+
+
+def plot_history(history: Any, path: str | os.PathLike, title: str | None = None) -> str:
+    """Save a figure of ``history`` (a :class:`bpgpu.History` or its ``to_dict()``) to ``path``; the
+    format follows the suffix (.png, .pdf, .svg). Returns the path."""
     from bpgpu.io.format import atomic_write
 
+    fmt = check_plot_path(path)
+    Figure, FigureCanvasAgg = _matplotlib()
     data = _columns(history)
     epochs = data["epoch"]
     fig = Figure(figsize=(12, 3.6), layout="constrained")
@@ -60,5 +93,4 @@ def plot_history(history: Any, path: str | os.PathLike, title: str | None = None
         fig.suptitle(title)
 
     path = os.fspath(path)
-    fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
     return atomic_write(path, lambda handle: fig.savefig(handle, format=fmt, dpi=100))
