@@ -5,10 +5,9 @@ epoch over the timed batches, with the data already on the device and fit's defa
 (shuffling, the cost history, per-layer gradient norms, divergence detection); only ``progress`` is
 off. The optimizer is plain SGD with the workload's η, as every other contender uses.
 
-``RawStepRunner`` ("bpgpu raw step (diagnostic)") is *not* what a user gets: a loop over consecutive
-device slices calling the raw math (``bpgpu.math.backprop.backprop``, reused gradient buffers on
-large nets) and an in-place SGD update — no shuffling, no cost, no norms, no divergence check. It
-shows how much of fit's time is its bookkeeping."""
+``RawStepRunner`` ("bpgpu raw step (diagnostic)") is *not* what a user gets: the step engine that
+fit runs through, driven over consecutive batches without fit's loop (no shuffling, no gradient
+norms, no divergence check). It shows how much of fit's time is the loop's bookkeeping."""
 
 from __future__ import annotations
 
@@ -84,7 +83,9 @@ class BpgpuRunner(_OnDevice):
 
 
 class RawStepRunner(_OnDevice):
-    """Diagnostic: raw backprop + in-place SGD on consecutive slices (none of fit's bookkeeping)."""
+    """Diagnostic: the step engine's steps on consecutive batches, without fit's loop around them
+    (no shuffle, no gradient norms, no divergence replay; one host read at the end). Where the engine
+    is not there (an older tree) it is raw backprop + in-place SGD."""
 
     kind = "bpgpu raw step (diagnostic)"
 
@@ -97,32 +98,59 @@ class RawStepRunner(_OnDevice):
         from bpgpu.training.optimizers import SGD
 
         net, xs, ys = self._net_and_data(workload, dtype, x, onehot)
-        # large nets on NumPy: gradients written into buffers allocated once (backprop's out=), not into
-        # fresh 16–64 MB arrays whose pages the kernel must fault in and zero every step
-        out = None
-        if net.backend.name == "numpy" and net.num_parameters >= OUT_BUFFERS_FROM:
-            xp = net.xp
-            out = ([xp.empty(w.shape, dtype=w.dtype) for w in net.weights],
-                   [xp.empty(b.shape, dtype=b.dtype) for b in net.biases])
-        self.state = {"net": net, "x": xs, "y": ys, "wl": workload, "out": out,
-                      "opt": SGD(workload.lr, inplace=True if net.backend.name in ("numpy", "cupy") else None)}
+        self.state = {"net": net, "x": xs, "y": ys, "wl": workload, "engine": None, "out": None}
+        try:
+            from bpgpu.engines import make_engine
+            from bpgpu.engines.base import StepConfig
+        except ImportError:  # before the step engine: the raw math
+            self.state["opt"] = SGD(workload.lr, inplace=True if net.backend.name in ("numpy", "cupy") else None)
+            self.state["out"] = self._out_buffers(net)
+        else:
+            self.state["opt"] = SGD(workload.lr)
+            self.state["engine"] = make_engine(net, self.state["opt"],
+                                               StepConfig(batch_size=workload.batch, record_grad_norms=False))
+            self.state["idx"] = net.xp.arange(xs.shape[0], dtype=net.xp.int64, device=net.device)
         net.backend.synchronize()
 
-    def run(self, steps: int) -> None:
+    @staticmethod
+    def _out_buffers(net: Any) -> Any:
+        """Gradient buffers allocated once for large NumPy nets (backprop's ``out=``, where it has one)."""
+        import inspect
+
         from bpgpu.math import backprop as bp
 
+        if (net.backend.name != "numpy" or net.num_parameters < OUT_BUFFERS_FROM
+                or "out" not in inspect.signature(bp.backprop).parameters):
+            return None
+        xp = net.xp
+        return ([xp.empty(w.shape, dtype=w.dtype) for w in net.weights],
+                [xp.empty(b.shape, dtype=b.dtype) for b in net.biases])
+
+    def run(self, steps: int) -> None:
         s = self.state
-        net, x, y, m, opt, out = s["net"], s["x"], s["y"], s["wl"].batch, s["opt"], s["out"]
+        net, x, y, m, engine = s["net"], s["x"], s["y"], s["wl"].batch, s["engine"]
+        if engine is not None:
+            engine.start_epoch()
+            for i in range(steps):
+                engine.step(x, y, s["idx"][i * m:(i + 1) * m])
+            s["stats"] = engine.end_epoch()  # the one device->host read
+            return
+        from bpgpu.math import backprop as bp
+
+        opt, out = s["opt"], s["out"]
         weights, biases, hidden, objective = net.weights, net.biases, net.hidden, net.objective
+        extra = {"out": out} if out is not None else {}
         for i in range(steps):
             _, gw, gb = bp.backprop(weights, biases, hidden, objective, x[i * m:(i + 1) * m], y[i * m:(i + 1) * m],
-                                    out=out)
+                                    **extra)
             weights[:], biases[:] = opt.step(weights, biases, gw, gb)
         net.backend.synchronize()
 
     def describe(self) -> dict[str, Any]:
         import bpgpu
 
-        return {"library": f"bpgpu {bpgpu.__version__}", "update": repr(self.state["opt"]),
-                "gradient buffers": "reused (backprop out=)" if self.state["out"] is not None else "fresh per step",
-                "note": "diagnostic, not what fit runs: no shuffle, cost, norms or divergence check"}
+        engine = self.state["engine"]
+        how = (f"step engine {type(engine).__module__}.{type(engine).__name__}, record_grad_norms=False"
+               if engine is not None else "raw backprop + " + repr(self.state["opt"]))
+        return {"library": f"bpgpu {bpgpu.__version__}", "update": how,
+                "note": "diagnostic, not what fit runs: no shuffle, norms or divergence check"}
