@@ -13,11 +13,13 @@ from bpgpu.errors import (
     ModelFileError,
     OutOfMemoryError,
     ShapeError,
+    TrainingInterrupted,
 )
 from bpgpu.gradcheck import gradcheck
 from bpgpu.network import MLP
 from bpgpu.training import SGD, Adam, EarlyStopping, History, fit, schedules
 from bpgpu.io import load
+from bpgpu.training.resume import Resume
 from bpgpu import datasets
 from bpgpu.plot import plot_history
 
@@ -26,6 +28,6 @@ __version__ = "0.1.0"
 __all__ = [
     "MLP", "gradcheck", "default_device", "resolve", "Backend", "to_host", "to_backend",
     "BpgpuError", "ConfigError", "DataError", "DeviceError", "DeviceMismatchError",
-    "DivergenceError", "ModelFileError", "OutOfMemoryError", "ShapeError", "__version__",
-    "SGD", "Adam", "EarlyStopping", "History", "fit", "schedules", "load", "datasets", "plot_history",
+    "DivergenceError", "ModelFileError", "OutOfMemoryError", "ShapeError", "TrainingInterrupted", "__version__",
+    "SGD", "Adam", "EarlyStopping", "History", "fit", "schedules", "load", "datasets", "plot_history", "Resume",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from bpgpu.errors import BpgpuError
@@ -12,11 +13,28 @@ SUBCOMMANDS = ("info", "train", "bench")  # modules in bpgpu.cli, each defining 
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from bpgpu import __version__
+
     parser = argparse.ArgumentParser(prog="bpgpu", description="Backpropagation MLPs on CPU (NumPy) or GPU (CuPy).")
+    parser.add_argument("--version", action="version", version=f"bpgpu {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"bpgpu.cli.{name}").add_parser(sub)
     return parser
+
+
+# Library keyword arguments as the command line spells them: device='cpu' -> --device cpu.
+_KEYWORD = re.compile(r"\b(device|batch_size|epochs|seed|lr|momentum|weight_decay|dtype|sizes|hidden|output|cost)"
+                      r"=(?:'([^']*)'|\"([^\"]*)\"|([\w.:-]+))")
+
+
+def cli_syntax(message: str) -> str:
+    """An error message from the library with its hints rewritten for the command line."""
+    def flag(match: re.Match) -> str:
+        value = next(v for v in match.groups()[1:] if v is not None)
+        return f"--{match.group(1).replace('_', '-')} {value}"
+
+    return _KEYWORD.sub(flag, message)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (BpgpuError, OSError) as exc:  # our errors and missing/unwritable files: a message, no traceback
-        print(f"bpgpu {args.command}: error: {exc}", file=sys.stderr)
+        print(f"bpgpu {args.command}: error: {cli_syntax(str(exc))}", file=sys.stderr)
         return 1
 
 
