@@ -16,6 +16,7 @@ def _backend_params() -> list:
         for dev in ("CPU_DEVICE", "device1", "device2"):
             params.append(pytest.param(("array_api_strict", dev), id=f"strict-{dev}"))
     params.append(pytest.param(("torch", "cpu"), id="torch-cpu"))
+    params.append(pytest.param(("cupy-double", "cuda:0"), id="cupy-double", marks=pytest.mark.gpu))
     params.append(pytest.param(("cupy", "cuda:0"), id="cupy", marks=pytest.mark.gpu))
     return params
 
@@ -34,6 +35,12 @@ def make_backend_kwargs(spec: tuple[str, str | None]) -> dict:
     if name == "torch":
         torch = pytest.importorskip("torch", reason="torch is optional: pip install torch==2.13.0")
         return {"xp": torch, "device": dev}
+    if name == "cupy-double":
+        import sys
+
+        if getattr(sys.modules.get("cupy"), "__doc__", "") != _double_doc():
+            raise AssertionError("install the CuPy test double first (the cupy_double fixture)")
+        return {"device": dev}
     if name == "cupy":
         status = cuda_status(0)
         if status != "ok":
@@ -44,6 +51,8 @@ def make_backend_kwargs(spec: tuple[str, str | None]) -> dict:
 
 @pytest.fixture(params=BACKENDS)
 def backend_kwargs(request) -> dict:
+    if request.param[0] == "cupy-double":
+        request.getfixturevalue("cupy_double")
     return make_backend_kwargs(request.param)
 
 
@@ -66,3 +75,40 @@ def fresh_cuda_status():
     cuda_status.cache_clear()
     yield
     cuda_status.cache_clear()
+
+
+# --- the GPU tests: on the CuPy test double (tests/cupy_double/, always) and on real CuPy (where a card is) ---
+def _double_doc() -> str:
+    import cupy_double
+
+    return cupy_double.cupy.__doc__
+
+
+@pytest.fixture
+def cupy_double(monkeypatch):
+    """The CuPy test double installed as ``cupy`` (two devices, device 0 current, counters idle);
+    array-api-compat's ``cupy`` wrapper and the GPU probe's cache are rebuilt around it."""
+    import cupy_double as double
+    from cupy_double.twins import register_all
+
+    cuda_status.cache_clear()
+    double.install(monkeypatch)
+    register_all()
+    yield double
+    cuda_status.cache_clear()
+
+
+GPU_IMPLS = [pytest.param("double", id="double", marks=pytest.mark.gpu),
+             pytest.param("cupy", id="cupy", marks=pytest.mark.gpu)]
+
+
+@pytest.fixture(params=GPU_IMPLS)
+def gpu_cupy(request):
+    """The ``cupy`` a GPU test runs on: the test double here, real CuPy where ``cuda_status(0) == "ok"``
+    (skipped with the reason otherwise)."""
+    if request.param == "double":
+        return request.getfixturevalue("cupy_double").cupy
+    request.getfixturevalue("need_gpu")
+    import cupy
+
+    return cupy

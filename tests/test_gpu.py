@@ -10,7 +10,7 @@ import pytest
 import bpgpu
 from helpers import COMBOS, make_data, max_scaled_difference
 
-pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("need_gpu")]
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("gpu_cupy")]
 
 
 
