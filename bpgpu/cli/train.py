@@ -13,6 +13,7 @@ import os
 import time
 from typing import Any
 
+from bpgpu.cli import train_options
 from bpgpu.errors import ConfigError
 
 DEFAULT_HIDDEN_SIZES = (128, 64)
@@ -26,7 +27,7 @@ def _sizes(text: str) -> list[int]:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("train", help="train an MLP on the bundled digits (or MNIST) and report test accuracy",
+    p = sub.add_parser("train", help="train an MLP on the bundled digits, MNIST or your CSV/NPZ (--data) and report accuracy",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=_sizes, default=None,
                    help="layer widths, e.g. 64,128,64,10 (default: inputs,128,64,classes)")
@@ -51,6 +52,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--distributed", default="auto", choices=("auto", "none", "mpi", "nccl"),
                    help="data-parallel training: auto = MPI when started by mpirun (mpirun -np N bpgpu train), "
                         "else one process; nccl = NCCL between GPUs (default auto)")
+    train_options.add_arguments(p)  # --data/--target/--validation-split, --schedule, --checkpoint, …
     p.set_defaults(func=run)
 
 
@@ -67,36 +69,37 @@ def run(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, comm: Any) -> int:
     import bpgpu
-    from bpgpu import datasets, schedules
 
     root = comm.rank == 0
     if args.device is None and comm.name == "nccl":
         args.device = comm.device  # this rank's GPU
 
-    if args.mnist:
-        (x_train, y_train), (x_test, y_test) = datasets.load_mnist(args.mnist, dtype=args.dtype)
-        data_name = f"MNIST ({args.mnist})"
-    else:
-        (x_train, y_train), (x_test, y_test) = datasets.load_digits(dtype=args.dtype)
-        data_name = "digits (bundled, 8×8)"
-    n_features, n_classes = x_train.shape[1], int(y_train.max()) + 1
-    sizes = args.sizes or [n_features, *DEFAULT_HIDDEN_SIZES, n_classes]
+    data = train_options.load_data(args)  # --data FILE / --mnist DIR / the digits
+    x_train, y_train, x_test, y_test, data_name = data.x_train, data.y_train, data.x_held, data.y_held, data.name
+    held = "test" if not args.data else "held-out" if x_test is not None else "training"
+    n_features = x_train.shape[1]
+    sizes = args.sizes or [n_features, *DEFAULT_HIDDEN_SIZES, data.n_outputs]
     if sizes[0] != n_features:
         raise ConfigError(f"--sizes starts with {sizes[0]} inputs but the {data_name} data has {n_features} features.")
-    net = bpgpu.MLP(sizes, hidden=args.hidden, output=args.output, cost=args.cost, dtype=args.dtype,
+    output = args.output or ("identity" if data.classes is None else None)  # regression: identity output
+    net = bpgpu.MLP(sizes, hidden=args.hidden, output=output, cost=args.cost, dtype=args.dtype,
                     device=args.device, seed=args.seed)
-    if net.output != "softmax" and net.sizes[-1] > 1:  # Nielsen's sigmoid outputs learn one-hot rows
+    if net.output != "softmax" and net.sizes[-1] > 1 and data.classes is not None:  # sigmoid outputs learn one-hot rows
         import numpy as np
 
         eye = np.eye(net.sizes[-1], dtype=args.dtype)
-        y_train, y_test = eye[y_train], eye[y_test]
+        y_train, y_test = eye[y_train], (eye[y_test] if y_test is not None else None)
+    if x_test is None:  # no held-out split: report on the training rows
+        x_test, y_test = x_train, y_train
     lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adam" else 0.05)
-    schedule = schedules.step(lr, args.lr_step, args.lr_gamma) if args.lr_step > 0 else schedules.constant(lr)
+    schedule = train_options.make_schedule(args, lr, len(x_train), held != "training")
     if args.optimizer == "adam":
         optimizer: Any = bpgpu.Adam(schedule=schedule, weight_decay=args.weight_decay)
     else:
         optimizer = bpgpu.SGD(schedule=schedule, momentum=args.momentum, weight_decay=args.weight_decay)
-    print(f"data:      {data_name}: {len(x_train)} training, {len(x_test)} test examples")
+    print(f"data:      {data_name}: {len(x_train)} training, " + (f"{len(x_test)} {held} examples" if held != "training" else "no held-out examples"))
+    if args.data:
+        print(f"           {data.describe_target(args.target)}")
     print(f"network:   {net!r}, {net.num_parameters:,} parameters")
     print(f"optimizer: {optimizer!r}, batch {args.batch_size}, {args.epochs} epochs")
     if comm.size > 1:
@@ -104,12 +107,16 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
 
     start = time.perf_counter()
     history = net.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
-                      validation_data=(x_test, y_test), seed=args.seed, progress=not args.no_progress, comm=comm)
+                      validation_data=(x_test, y_test) if held != "training" else None, seed=args.seed,
+                      progress=not args.no_progress, comm=comm, early_stopping=args.early_stopping,
+                      checkpoint=args.checkpoint, resume=args.resume)
     seconds = time.perf_counter() - start
     result = net.evaluate(x_test, y_test)
     accuracy = result["accuracy"]
     shown = f"{100 * accuracy:.2f}%" if accuracy is not None else "n/a (regression)"
-    print(f"test accuracy: {shown} ({result['n']} examples), test cost {result['cost']:.4f}")
+    if data.classes is None:
+        shown += f", R² {train_options.r_squared(net, x_test, y_test):.4f}"
+    print(f"{held} accuracy: {shown} ({result['n']} examples), {held} cost {result['cost']:.4f}")
     print(f"time: {seconds:.2f} s for {len(history)} epochs ({seconds / max(len(history), 1):.3f} s/epoch) on {net.backend.label}")
     if args.save and root:
         print(f"saved:     {net.save(args.save)}")

@@ -1,0 +1,150 @@
+"""``bpgpu train`` options for the user's own data and the training features: ``--data FILE
+--target COLUMN`` (CSV/NPZ via :mod:`bpgpu.data.tabular`), the held-out split, the learning-rate
+schedule, checkpoints and early stopping. :mod:`bpgpu.cli.train` adds these to its parser and calls
+:func:`load_user_data` / :func:`make_schedule`."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bpgpu.errors import ConfigError
+
+SCHEDULES = ("step", "constant", "cosine", "one-cycle", "plateau", "invscaling")
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"--validation-split takes a fraction in [0, 1), e.g. 0.2; got {text!r}")
+    return value
+
+
+def _patience(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"--early-stopping takes a patience in epochs (a whole number ≥ 0); got {text!r}")
+    return int(text)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("your own data (instead of the digits)")
+    g.add_argument("--data", metavar="FILE", default=None,
+                   help="a CSV/TSV (header row, numeric features) or NPZ (one array per column) to train on")
+    g.add_argument("--target", metavar="COLUMN", default=None, help="the column of --data to predict")
+    g.add_argument("--task", default="auto", choices=("auto", "classification", "regression"),
+                   help="auto: text or whole-number targets are classes, other numbers regression (default auto)")
+    g.add_argument("--validation-split", type=_fraction, default=0.2, metavar="FRACTION",
+                   help="share of --data held out (stratified) to validate and report on; 0: none (default 0.2)")
+    t = p.add_argument_group("schedule, checkpoints, early stopping")
+    t.add_argument("--schedule", default="step", choices=SCHEDULES,
+                   help="learning-rate schedule per epoch: step (--lr-step/--lr-gamma), constant, cosine (after "
+                        "--warmup epochs), one-cycle (peak --lr), plateau (x--lr-gamma after 10 epochs without "
+                        "improvement, scikit-learn's 'adaptive'), invscaling (scikit-learn's) (default step)")
+    t.add_argument("--warmup", type=int, default=0, metavar="EPOCHS", help="linear warm-up epochs of --schedule cosine")
+    t.add_argument("--checkpoint", metavar="PATH", default=None,
+                   help="write a checkpoint after every epoch (PATH may contain {epoch})")
+    t.add_argument("--resume", metavar="PATH", default=None,
+                   help="continue from a checkpoint (same options; --epochs is the total)")
+    t.add_argument("--early-stopping", type=_patience, default=None, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a better held-out cost (training cost without one) "
+                        "and keep the best epoch's weights")
+
+
+@dataclass
+class UserData:
+    """The arrays ``bpgpu train`` uses: training rows, held-out rows (None without a split)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_held: np.ndarray | None
+    y_held: np.ndarray | None
+    name: str
+    classes: np.ndarray | None  # None: regression
+
+    @property
+    def n_outputs(self) -> int:
+        return 1 if self.classes is None else len(self.classes)
+
+    def describe_target(self, target: str) -> str:
+        if self.classes is None:
+            return f"target {target!r}: regression (identity output, quadratic cost)"
+        shown = ", ".join(str(c) for c in self.classes[:10]) + (", …" if len(self.classes) > 10 else "")
+        return f"target {target!r}: {len(self.classes)} classes ({shown})"
+
+
+def load_data(args: argparse.Namespace) -> UserData:
+    """The training data ``bpgpu train`` was asked for: ``--data``, ``--mnist`` or the bundled digits
+    (whose test split is the held-out part)."""
+    from bpgpu import datasets
+
+    if args.data:
+        return load_user_data(args)
+    if args.target:
+        raise ConfigError("--target names a column of --data FILE; give --data too.")
+    if args.mnist:
+        (x, y), (xt, yt) = datasets.load_mnist(args.mnist, dtype=args.dtype)
+        return UserData(x, y, xt, yt, f"MNIST ({args.mnist})", np.arange(int(y.max()) + 1))
+    (x, y), (xt, yt) = datasets.load_digits(dtype=args.dtype)
+    return UserData(x, y, xt, yt, "digits (bundled, 8×8)", np.arange(int(y.max()) + 1))
+
+
+def load_user_data(args: argparse.Namespace) -> UserData:
+    """``--data``/``--target``/``--task``/``--validation-split`` → arrays (errors name the flags)."""
+    from bpgpu.data.tabular import load_table, split
+
+    if not args.target:
+        raise ConfigError("--data needs --target COLUMN: the column to predict.")
+    if args.mnist:
+        raise ConfigError("--data and --mnist both choose the training data; give one of them.")
+    table = load_table(args.data, args.target, dtype=args.dtype, task=args.task,
+                       names={"path": "--data", "target": "--target", "task": "--task"})
+    y_of = (lambda t: t.y) if table.classes is not None else (lambda t: t.y.astype(args.dtype).reshape(-1, 1))
+    name = f"{args.data} (target {args.target!r})"
+    if args.validation_split == 0:
+        return UserData(table.x, y_of(table), None, None, name, table.classes)
+    train, held = split(table, args.validation_split, seed=args.seed)
+    return UserData(train.x, y_of(train), held.x, y_of(held), name, table.classes)
+
+
+def make_schedule(args: argparse.Namespace, lr: float, n_train: int, has_validation: bool) -> Any:
+    """``--schedule`` (with ``--lr``, ``--lr-step``, ``--lr-gamma``, ``--warmup``, ``--epochs``) → a schedule."""
+    from bpgpu import schedules
+
+    kind = args.schedule
+    if args.warmup and kind != "cosine":
+        raise ConfigError(f"--warmup applies to --schedule cosine, not --schedule {kind}.")
+    try:
+        if kind == "step":
+            every = args.lr_step if args.lr_step is not None else (0 if args.optimizer in ("adam", "adamw") else 20)
+            return schedules.step(lr, every, args.lr_gamma) if every > 0 else schedules.constant(lr)
+        if kind == "constant":
+            return schedules.constant(lr)
+        if kind == "cosine":
+            return schedules.warmup_cosine(lr, args.epochs, warmup=args.warmup)
+        if kind == "one-cycle":
+            return schedules.one_cycle(lr, args.epochs)
+        if kind == "plateau":
+            return schedules.plateau(lr, factor=args.lr_gamma, monitor="val_cost" if has_validation else "cost")
+        return schedules.invscaling(lr, samples_per_epoch=n_train)
+    except ConfigError as exc:  # in the flags' terms
+        text = str(exc)
+        for arg, flag in (("warmup", "--warmup"), ("epochs", "--epochs"), ("factor", "--lr-gamma"),
+                          ("gamma", "--lr-gamma"), ("every", "--lr-step"), ("max_lr", "--lr"), ("lr", "--lr")):
+            text = re.sub(rf"(?<![\w-]){arg}(=| (?=must))", flag + " ", text)
+        raise ConfigError(f"--schedule {kind}: {text}") from None
+
+
+def r_squared(net: Any, x: np.ndarray, y: np.ndarray) -> float:
+    """R² = 1 − Σ(y − ŷ)² / Σ(y − ȳ)² of a regression network on host rows (the score scikit-learn reports)."""
+    from bpgpu.backend.arrays import to_host
+
+    pred = np.asarray(to_host(net.forward(x)), dtype=np.float64).reshape(y.shape)
+    total = float(((y - y.mean(axis=0)) ** 2).sum())
+    return 1.0 - float(((y - pred) ** 2).sum()) / total if total > 0 else float("nan")
