@@ -116,6 +116,31 @@ def _cupy_backend(index: int, asked: str) -> Backend:
     return Backend(namespace, cupy.cuda.Device(index), "cupy")
 
 
+def _is_gpu_index(device: Any) -> bool:
+    return isinstance(device, int) and not isinstance(device, bool)
+
+
+def _cupy_from_device(device: Any, source: str) -> Backend:
+    """The CuPy backend for ``device``: "cuda:N"-style strings, an integer N, a ``cupy.cuda.Device``, or
+    None (CuPy's current device, as ``import cupy`` code expects)."""
+    if isinstance(device, str):
+        return _from_string(device, source)
+    if device is None:
+        import cupy
+
+        index = cupy.cuda.Device().id
+        return _cupy_backend(index, f"cuda:{index}")
+    if _is_gpu_index(device) or type(device).__module__.split(".")[0] == "cupy":
+        index = device if _is_gpu_index(device) else int(getattr(device, "id", -1))
+        if index < 0:
+            raise ConfigError(f"device={device!r} is not a GPU index; expected an integer N >= 0 (cuda:N).")
+        return _cupy_backend(index, f"cuda:{index}")
+    raise ConfigError(
+        f"device={device!r} is not understood with xp=cupy; expected 'cuda:N', an integer N or "
+        "cupy.cuda.Device(N)."
+    )
+
+
 def _from_string(spec: str, source: str) -> Backend:
     value = spec.strip().lower()
     if value == "cpu":
@@ -143,9 +168,10 @@ def default_device() -> str:
 def resolve(device: Any = None, xp: Any = None) -> Backend:
     """Pick the backend: explicit ``device``/``xp`` > ``BPGPU_DEVICE`` > ``"cpu"``.
 
-    ``device`` may be "cpu", "gpu", "cuda", "cuda:N", "auto", a device object of the library
-    given as ``xp`` (``array_api_strict.Device("device1")``, ``torch.device("cpu")``), or an array
-    (the network then lives where that array lives).
+    ``device`` may be "cpu", "gpu", "cuda", "cuda:N", "auto", an integer N (GPU N), a device object of
+    the library given as ``xp`` (``cupy.cuda.Device(1)``, ``array_api_strict.Device("device1")``,
+    ``torch.device("cpu")``), or an array (the network then lives where that array lives). With
+    ``xp=cupy`` (or ``array_api_compat.cupy``) and no device, CuPy's current device.
     """
     if xp is not None:
         name = _library_name(xp)
@@ -153,14 +179,12 @@ def resolve(device: Any = None, xp: Any = None) -> Backend:
             import torch
 
             device = torch.device(device)
-        if isinstance(device, str) and name == "cupy":
-            return _from_string(device, "device")
+        if name == "cupy":  # raw cupy or array_api_compat.cupy: CuPy takes no device= (current device)
+            return _cupy_from_device(device, "xp=cupy")
         if isinstance(device, str) and name == "numpy":
             if device != "cpu":
                 raise ConfigError(f"device={device!r} does not exist for NumPy; NumPy arrays live on 'cpu'.")
             return _numpy_backend()
-        if name == "cupy" and device is None:
-            return _cupy_backend(0, "xp=cupy")
         namespace = _normalise_namespace(xp, device)
         if device is None:
             device = array_api_compat.device(namespace.asarray(0.0))
@@ -177,8 +201,8 @@ def resolve(device: Any = None, xp: Any = None) -> Backend:
     if isinstance(device, str):
         return _from_string(device, "device")
     module = type(device).__module__.split(".")[0]
-    if module == "cupy":
-        return _cupy_backend(device.id, f"cuda:{device.id}")
+    if module == "cupy" or _is_gpu_index(device):
+        return _cupy_from_device(device, "device")
     if module in ("torch", "array_api_strict"):
         import importlib
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, device
 
 from bpgpu.errors import ConfigError
 from bpgpu.validation import check_int, check_positive
@@ -15,8 +15,9 @@ MONITORS = {"val_cost": "min", "cost": "min", "val_accuracy": "max"}
 
 
 def copy_arrays(arrays: list[Any]) -> list[Any]:
-    """Independent device copies (safe even if a backend later updates parameters in place)."""
-    return [array_namespace(a).asarray(a, copy=True) for a in arrays]
+    """Independent copies, each on its array's own device (CuPy copies onto the *current* device unless
+    told: array-api-compat's asarray makes ``device=`` the current device for the copy)."""
+    return [array_namespace(a).asarray(a, copy=True, device=device(a)) for a in arrays]
 
 
 class EarlyStopping:

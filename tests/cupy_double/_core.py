@@ -110,8 +110,10 @@ def call(name: str, fn: Any, kind: str, args: tuple, kwargs: dict, seq: bool = F
     if seq:
         first = [unwrap(a, dev) for a in args[0]]
         np_args = [first] + [unwrap(a, dev) for a in args[1:]]
-    else:
+    elif kind in ("elementwise", "reduction"):
         np_args = [unwrap(a, dev) for a in args]
+    else:  # shapes, axes, repeats: tuples and lists of Python numbers pass
+        np_args = [a if _is_shape(a) else unwrap(a, dev) for a in args]
     if kwargs:
         kwargs = {k: (unwrap(v, dev) if k == "out" or isinstance(v, (ndarray, np.ndarray)) else v)
                   for k, v in kwargs.items()}
@@ -133,6 +135,10 @@ def call(name: str, fn: Any, kind: str, args: tuple, kwargs: dict, seq: bool = F
     if copied and not FUSE.depth:
         RECORDERS.op()
     return wrapped
+
+
+def _is_shape(a: Any) -> bool:
+    return isinstance(a, (tuple, list)) and all(isinstance(v, (int, np.integer)) or v is None for v in a)
 
 
 def _no_fuse(what: str) -> None:
