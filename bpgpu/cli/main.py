@@ -9,7 +9,7 @@ import sys
 
 from bpgpu.errors import BpgpuError
 
-SUBCOMMANDS = ("info", "train", "bench")  # modules in bpgpu.cli, each defining add_parser(subparsers)
+SUBCOMMANDS = ("info", "train", "bench", "check_gpu")  # modules in bpgpu.cli, each defining add_parser(subparsers)
 
 
 def build_parser() -> argparse.ArgumentParser:
