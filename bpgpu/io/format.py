@@ -37,7 +37,7 @@ from bpgpu.errors import ConfigError, ModelFileError
 FORMAT_VERSION = 1
 HEADER_KEY = "__header__"
 MAX_HEADER_BYTES = 16 * 2**20   # the JSON header (config, history, …); a longer one is refused unread
-_CHUNK = 8 * 2**20              # bytes inflated at a time, straight into the array's buffer
+_CHUNK = 2**20                  # bytes inflated at a time (the zip reader copies each chunk twice)
 
 
 def _version() -> str:
@@ -195,27 +195,48 @@ def _members(zf: zipfile.ZipFile, path: str) -> dict[str, zipfile.ZipInfo]:
     return members
 
 
-def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str, name: str,
-                 shape: tuple[int, ...] | None, kinds: str) -> np.ndarray:
-    """One .npy member: its dtype (kind in ``kinds``) and shape (``shape``, when given) and the zip's
-    declared size are checked before its data is inflated; then read in chunks into the array."""
+MAX_RATIO = 100            # a compressed member inflating more than this (beyond 64 MiB) is a bomb
+_RATIO_FROM = 64 * 2**20
+
+
+def _member_layout(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str, name: str,
+                   shape: tuple[int, ...] | None, kinds: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """A member's .npy header (shape, fortran order, dtype), checked against the header's ``shape``, the
+    allowed dtype ``kinds`` and the zip's declared size — before a byte of its data is inflated."""
     where = f"{path!r}: array {name!r}"
+    if (info.compress_type != zipfile.ZIP_STORED and info.file_size > _RATIO_FROM
+            and info.file_size > MAX_RATIO * max(info.compress_size, 1)):
+        raise ModelFileError(
+            f"{where} inflates {info.file_size / max(info.compress_size, 1):,.0f}-fold ({info.compress_size:,} -> "
+            f"{info.file_size:,} bytes): a compression bomb, refused unread (bpgpu writes arrays uncompressed)."
+        )
     with zf.open(info) as stream:
         major, _ = np.lib.format.read_magic(stream)
         read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
         got_shape, fortran, dtype = read_header(stream)
-        if dtype.kind not in kinds or dtype.fields is not None or dtype.subdtype is not None or dtype.hasobject:
-            want = "floating-point numbers" if kinds == "f" else "bytes"
-            raise ModelFileError(f"{where} has dtype {dtype}; bpgpu files hold {want} there.")
-        if shape is not None and tuple(got_shape) != tuple(shape):
-            raise ModelFileError(f"{where} has shape {tuple(got_shape)} but the header says {tuple(shape)}.")
         offset = stream.tell()
-        nbytes = math.prod(got_shape) * dtype.itemsize
-        if info.file_size != offset + nbytes:
-            raise ModelFileError(
-                f"{where} declares {info.file_size:,} bytes but its shape {tuple(got_shape)} and dtype {dtype} "
-                f"need {offset + nbytes:,}; the file is corrupted or hostile (a compression bomb?) and is refused unread."
-            )
+    if dtype.kind not in kinds or dtype.fields is not None or dtype.subdtype is not None or dtype.hasobject:
+        want = "floating-point numbers" if kinds == "f" else "bytes"
+        raise ModelFileError(f"{where} has dtype {dtype}; bpgpu files hold {want} there.")
+    if shape is not None and tuple(got_shape) != tuple(shape):
+        raise ModelFileError(f"{where} has shape {tuple(got_shape)} but the header says {tuple(shape)}.")
+    nbytes = math.prod(got_shape) * dtype.itemsize
+    if info.file_size != offset + nbytes:
+        raise ModelFileError(
+            f"{where} declares {info.file_size:,} bytes but its shape {tuple(got_shape)} and dtype {dtype} "
+            f"need {offset + nbytes:,}; the file is corrupted or hostile (a compression bomb?) and is refused unread."
+        )
+    return tuple(got_shape), bool(fortran), dtype
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str, name: str,
+                 shape: tuple[int, ...] | None, kinds: str) -> np.ndarray:
+    """One .npy member, checked by :func:`_member_layout`, read in chunks straight into its array."""
+    where = f"{path!r}: array {name!r}"
+    got_shape, fortran, dtype = _member_layout(zf, info, path, name, shape, kinds)
+    nbytes = math.prod(got_shape) * dtype.itemsize
+    with zf.open(info) as stream:
+        stream.read(info.file_size - nbytes)  # the .npy header, already parsed (≤ ~64 KiB)
         flat = np.empty(math.prod(got_shape), dtype=dtype)
         view = memoryview(flat).cast("B")
         done = 0
@@ -226,7 +247,7 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str, name: st
             done += n
         if stream.read(1):
             raise ModelFileError(f"{where} has data beyond its declared size; the file is corrupted.")
-    array = flat.reshape(got_shape[::-1]).T if fortran else flat.reshape(got_shape)
+    array = np.ascontiguousarray(flat.reshape(got_shape[::-1]).T) if fortran else flat.reshape(got_shape)
     if not dtype.isnative:
         array = array.astype(dtype.newbyteorder("="))
     return array
@@ -268,6 +289,8 @@ def read(
                 for name in shapes:
                     if name not in members:
                         raise ModelFileError(f"{path!r}: the header lists array {name!r} but the file lacks it (truncated?).")
+                for name, shape in shapes.items():  # every member's layout, before anything is built or read
+                    _member_layout(zf, members[name], path, name, shape, "f")
                 if check is not None:
                     check(header, shapes)
                 arrays = {name: _read_member(zf, members[name], path, name, shape, "f") for name, shape in shapes.items()}

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from bpgpu.backend.arrays import to_host
+from bpgpu.backend.arrays import to_backend, to_host
 from bpgpu.backend.device import resolve
-from bpgpu.errors import BpgpuError, ConfigError, DataError, ModelFileError, ShapeError
+from bpgpu.errors import ConfigError, DataError, ModelFileError, ShapeError
 from bpgpu.io import format as fmt
 
 KIND = "bpgpu-model"
@@ -115,10 +115,14 @@ def load_parameters(net: Any, arrays: dict[str, np.ndarray], path: str, prefix: 
     weights, biases = split_parameters(arrays, len(net.weights), prefix, path)
     names = list(parameter_shapes(net.sizes, prefix))
     check_parameter_values(dict(zip(names[0::2] + names[1::2], weights + biases)), path, _host_dtype(net))
-    try:
-        net.set_parameters(weights, biases)
-    except BpgpuError as exc:
-        raise ModelFileError(f"{path!r}: the parameters do not fit the saved sizes ({exc}).") from None
+    for l, (w, b) in enumerate(zip(weights, biases)):
+        if tuple(w.shape) != tuple(net.weights[l].shape) or tuple(b.shape) != tuple(net.biases[l].shape):
+            raise ModelFileError(f"{path!r}: the parameters do not fit the saved sizes (layer {l + 1}: weights "
+                                 f"{tuple(w.shape)}, biases {tuple(b.shape)}).")
+    # The arrays were just read into buffers nobody else holds: adopt them (no copy on the CPU), so
+    # loading peaks at about twice the model (these plus the network's initial parameters, freed here).
+    net.weights = [to_backend(w, net.backend, net.dtype) for w in weights]
+    net.biases = [to_backend(b, net.backend, net.dtype) for b in biases]
 
 
 def _host_dtype(net: Any) -> np.dtype:
@@ -139,14 +143,19 @@ def load(path: str | os.PathLike, device: Any = None, xp: Any = None, dtype: str
     are refused)."""
     path = os.fspath(path)
 
+    built: list[Any] = []
+
     def check(header: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> None:
+        """Before any array is read: the shapes fit the config, nothing else is stored, and the network
+        is built (its initial parameters are freed when the loaded ones replace them: peak ≈ 2× model)."""
         check_sizes_match(header.get("config"), shapes, path)
         extra = sorted(set(shapes) - set(parameter_shapes(header["config"]["sizes"])))
         if extra:
             raise ModelFileError(f"{path!r} holds arrays a model file does not have ({', '.join(extra[:5])}); "
                                  "it is corrupted or tampered with.")
+        built.append(build(header.get("config"), path, device, xp, dtype))
 
-    header, arrays = fmt.read(path, KIND, check)
-    net = build(header.get("config"), path, device, xp, dtype)
+    _, arrays = fmt.read(path, KIND, check)
+    net = built[0]
     load_parameters(net, arrays, path)
     return net
