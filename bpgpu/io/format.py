@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bpgpu.errors import ConfigError, ModelFileError
+from bpgpu.errors import BpgpuError, ConfigError, ModelFileError
 
 FORMAT_VERSION = 1
 HEADER_KEY = "__header__"
@@ -294,7 +294,7 @@ def read(
                 if check is not None:
                     check(header, shapes)
                 arrays = {name: _read_member(zf, members[name], path, name, shape, "f") for name, shape in shapes.items()}
-    except (ModelFileError, FileNotFoundError):
+    except (BpgpuError, FileNotFoundError):  # the file's ModelFileError, or the caller's own (a bad device=)
         raise
     except Exception as exc:  # see above: nothing but ModelFileError may come out of a bad file
         raise ModelFileError(
