@@ -2,9 +2,8 @@
 
 Per epoch: the sample order is reshuffled with ``sklearn.utils.shuffle`` and the estimator's
 ``RandomState``; batches of ``batch_size`` rows (``'auto'`` = min(200, n)) each take one step
-(:mod:`bpgpu.sklearn._step`). The epoch's loss is scikit-learn's: Σ_b m_b (C_b + α‖W‖²/2S_b) / n, with
-the batch data costs C_b summed on the device and read, with ‖W‖², once per epoch (the L2 term uses ‖W‖²
-at the epoch's end for every batch of the epoch; scikit-learn takes it before each batch).
+(:mod:`bpgpu.sklearn._step`). The epoch's loss is scikit-learn's: Σ_b m_b (C_b + α‖W_b‖²/2S_b) / n, with
+‖W_b‖² taken before batch b's update; both sums stay on the device and are read once per epoch.
 Stopping: when the loss (or, with ``early_stopping``, the validation score) has not improved by ``tol``
 for more than ``n_iter_no_change`` epochs, 'adaptive' SGD divides η by 5 (until η ≤ 1e-6) and every
 other setting stops; 'invscaling' sets η = η0 / (t + 1)^power_t after each epoch, t = samples seen.
@@ -30,6 +29,16 @@ from bpgpu.training.schedules import constant
 def copy_parameters(net: Any) -> tuple[list[Any], list[Any]]:
     xp = net.xp
     return [xp.asarray(w, copy=True) for w in net.weights], [xp.asarray(b, copy=True) for b in net.biases]
+
+
+def _squared_norm(xp: Any, weights: list[Any]) -> Any:
+    """Σ_l ‖W^l‖² (0-d, on the device): one dot product per layer."""
+    total = None
+    for w in weights:
+        flat = xp.reshape(w, (-1,))
+        term = xp.vecdot(flat, flat)
+        total = term if total is None else total + term
+    return total
 
 
 def _set_lr(model: Any, lr: float) -> None:
@@ -69,7 +78,7 @@ class Run:
                 sample_idx = shuffle(sample_idx, random_state=est._random_state)
             idx = to_backend(sample_idx, net.backend, xp.int64)
             cost_sum = xp.zeros((), dtype=net.dtype, device=net.device)
-            l2_factor = 0.0  # Σ_b m_b / S_b
+            l2_sum = xp.zeros((), dtype=net.dtype, device=net.device)  # Σ_b m_b ‖W_b‖² / S_b
             for sl in slices:
                 rows = idx[sl]
                 m_b = sl.stop - sl.start
@@ -82,14 +91,11 @@ class Run:
                     if total <= 0.0:  # every weight in this batch is zero: nothing to learn from it
                         continue
                     sb = xp.take(data.sw_train, rows, axis=0)
+                if st.alpha:
+                    l2_sum = l2_sum + _squared_norm(xp, net.weights) * (m_b / total)
                 cost_sum = cost_sum + stepper.step(xb, yb, sb, total) * m_b
-                l2_factor += m_b / total
-            sq = xp.zeros((), dtype=net.dtype, device=net.device)
-            for w in net.weights:
-                flat = xp.reshape(w, (-1,))
-                sq = sq + xp.vecdot(flat, flat)
-            cost, sq = to_host(xp.stack([cost_sum, sq])).tolist()
-            loss = (cost / data.cost_scale + 0.5 * st.alpha * sq * l2_factor) / n
+            cost, l2 = to_host(xp.stack([cost_sum, l2_sum])).tolist()
+            loss = (cost / data.cost_scale + 0.5 * st.alpha * l2) / n
             if not math.isfinite(loss):
                 raise ValueError(
                     f"{type(est).__name__}: training diverged (loss {loss} in epoch {est.n_iter_ + 1}): the solver "
