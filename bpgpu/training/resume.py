@@ -262,6 +262,9 @@ def resume_from(
     net.set_parameters(state.weights, state.biases)
     if state.run.get("stopped") and history.stopped_epoch is None:
         history.stopped_epoch = state.epoch
+    if history.stopped_epoch is not None and es is not None and es.restore_best and es.best_params is not None:
+        # the saved run had stopped early: it ended with its best epoch's parameters, and so does this one
+        net.set_parameters(*es.best_params)
     return optimizer, rng, state.epoch, history
 
 
