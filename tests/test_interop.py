@@ -37,7 +37,7 @@ def test_a_cpu_network_takes_a_torch_cpu_tensor_without_a_copy():
     np.testing.assert_array_equal(out, net.forward(X))
     assert net.cost(t, torch.from_numpy(Y)) == net.cost(X, Y)
     cost, grad_w, _ = net.backprop(t.requires_grad_(True), Y)  # an autograd leaf: detached, not refused
-    assert isinstance(grad_w[0], np.ndarray) and cost == net.cost(X, Y)
+    assert isinstance(grad_w[0], np.ndarray) and cost == net.backprop(X, Y)[0]
 
 
 def test_a_torch_network_takes_numpy_and_host_strict_arrays():
@@ -128,3 +128,28 @@ def test_cupy_and_torch_cuda_share_memory(need_gpu):
     np.testing.assert_allclose(bpgpu.to_host(net.forward(t)), bpgpu.to_host(net.forward(X)))
     cpu = _net()
     np.testing.assert_allclose(cpu.forward(cupy.asarray(X)), cpu.forward(X))
+
+
+@pytest.mark.gpu
+def test_cupy_arrays_into_cpu_and_gpu_networks(gpu_cupy, caplog, monkeypatch):
+    """On the CuPy test double (and on real CuPy where a card is): a CuPy array into a CPU network is
+    copied to the host with a log line; into a CuPy network on its device it is used as it is; on
+    another GPU it is a DeviceMismatchError; a torch CPU tensor into a CuPy network is host data."""
+    cupy = gpu_cupy
+    monkeypatch.setattr(arrays, "_warned", set())
+    cpu = _net()
+    with caplog.at_level(logging.WARNING, logger="bpgpu"):
+        out = cpu.forward(cupy.asarray(X))
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_array_equal(out, cpu.forward(X))
+    assert "x is a cupy array on cuda:0" in caplog.text and "copying it to the host" in caplog.text
+    gpu = _net(device="cuda:0")
+    xg = cupy.asarray(X)
+    assert adopt(xg, gpu.backend) is not None
+    np.testing.assert_allclose(bpgpu.to_host(gpu.forward(xg)), cpu.forward(X), rtol=1e-6)
+    np.testing.assert_allclose(bpgpu.to_host(gpu.forward(torch.from_numpy(X))), cpu.forward(X), rtol=1e-6)
+    if cupy.cuda.runtime.getDeviceCount() > 1:
+        with cupy.cuda.Device(1):
+            other = cupy.asarray(X)
+        with pytest.raises(bpgpu.DeviceMismatchError, match="cuda:1"):
+            gpu.forward(other)
