@@ -9,6 +9,7 @@ from typing import Any
 
 from bpgpu.bench import targets
 from bpgpu.bench.machine import slug
+from bpgpu.backend.precision import tf32_summary
 
 
 def _fmt(x: Any, spec: str) -> str:
@@ -69,7 +70,8 @@ def machine_lines(machine: dict[str, Any]) -> list[str]:
     card = (f"{gpu['name']} ({gpu.get('memory_gib')} GiB), CUDA runtime {gpu.get('cuda_runtime')}, "
             f"driver {gpu.get('cuda_driver')}" if gpu.get("name") else gpu["status"])
     torch = machine["torch"]
-    tf32 = f"CuPy: {gpu['cupy_tf32_env (CUPY_TF32)']}; torch matmul: {torch.get('tf32_matmul', 'n/a')}"
+    tf32 = (tf32_summary(gpu["tf32"]) if "tf32" in gpu else f"CuPy: {gpu.get('cupy_tf32_env (CUPY_TF32)')}") + (
+        f"; torch matmul: {torch.get('tf32_matmul', 'n/a')}")  # what CuPy's float32 GEMMs really use
     return [
         f"- CPU: {machine['cpu']}, {machine['usable_cores']} usable cores ({machine['logical_cores']} logical)",
         f"- BLAS: {blas or 'unknown'}; env: {machine['env'] or 'no BLAS/thread variables set'}",
