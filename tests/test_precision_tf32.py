@@ -129,3 +129,12 @@ def test_precision_names():
     assert precision.check_precision("Mixed16") == "mixed16"
     with pytest.raises(bpgpu.ConfigError, match="valid: float32, float64, mixed16, mixedbf16"):
         precision.check_precision("half")
+
+
+def test_every_bench_report_has_the_tf32_line(monkeypatch):
+    from bpgpu.bench.machine import machine_info
+    from bpgpu.bench.report import machine_lines
+
+    monkeypatch.setenv("BPGPU_TF32", "0")
+    line = next(x for x in machine_lines(machine_info()) if x.startswith("- GPU:"))
+    assert "TF32 — bpgpu off (BPGPU_TF32='0'); CUPY_TF32=" in line
