@@ -116,6 +116,21 @@ def _cupy_backend(index: int, asked: str) -> Backend:
     return Backend(namespace, cupy.cuda.Device(index), "cupy")
 
 
+def _default_gpu_index() -> int:
+    """The GPU "gpu"/"cuda"/"auto" mean: 0, or this MPI rank's local rank modulo the GPU count."""
+    from bpgpu.distributed.local import default_gpu_index, local_rank
+
+    if local_rank() is None:
+        return 0
+    try:
+        import cupy
+
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # noqa: BLE001  (no usable CuPy: the probe of GPU 0 reports why)
+        return 0
+    return default_gpu_index(count)
+
+
 def _is_gpu_index(device: Any) -> bool:
     return isinstance(device, int) and not isinstance(device, bool)
 
@@ -146,14 +161,16 @@ def _from_string(spec: str, source: str) -> Backend:
     if value == "cpu":
         return _numpy_backend()
     if value == "auto":
-        if cuda_status(0) == "ok":
-            log.info("BPGPU_DEVICE=auto: using the GPU cuda:0")
-            return _cupy_backend(0, spec)
-        log.info("BPGPU_DEVICE=auto: no usable GPU (%s); using the CPU", cuda_status(0))
+        index = _default_gpu_index()
+        if cuda_status(index) == "ok":
+            log.info("BPGPU_DEVICE=auto: using the GPU cuda:%d", index)
+            return _cupy_backend(index, spec)
+        log.info("BPGPU_DEVICE=auto: no usable GPU (%s); using the CPU", cuda_status(index))
         return _numpy_backend()
     match = _CUDA_RE.match(value)
     if match:
-        return _cupy_backend(int(match.group(1) or 0), spec)
+        index = int(match.group(1)) if match.group(1) is not None else _default_gpu_index()
+        return _cupy_backend(index, spec)
     raise ConfigError(
         f"{source}={spec!r} is not a device bpgpu knows; expected one of {', '.join(VALID_DEVICES)} "
         "(e.g. 'cuda:1'), or pass xp= and a device object of that array library."

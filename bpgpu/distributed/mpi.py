@@ -24,6 +24,7 @@ from bpgpu.backend.arrays import to_backend, to_host
 from bpgpu.backend.device import backend_of
 from bpgpu.distributed import packing
 from bpgpu.distributed.guard import flush_std_streams, install_excepthook
+from bpgpu.distributed.local import default_gpu_index, local_rank
 from bpgpu.errors import DeviceError, ShapeError
 
 CUDA_AWARE_ENV = "BPGPU_MPI_CUDA_AWARE"
@@ -85,7 +86,8 @@ class MPIComm:
         self.comm = comm if comm is not None else MPI.COMM_WORLD
         self.rank: int = self.comm.Get_rank()
         self.size: int = self.comm.Get_size()
-        self.local_rank: int = int(os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK", os.environ.get("MPI_LOCALRANKID", self.rank)))
+        rank_on_node = local_rank()
+        self.local_rank: int = self.rank if rank_on_node is None else rank_on_node
         self.cuda_aware, self.cuda_aware_source = query_cuda_aware(MPI)
         if abort_on_exception:
             install_excepthook(self)
@@ -93,6 +95,14 @@ class MPIComm:
     @property
     def is_root(self) -> bool:
         return self.rank == 0
+
+    @property
+    def gpu_device(self) -> str:
+        """This rank's GPU, ``"cuda:K"`` with K = local rank modulo the visible GPUs: what
+        ``device="gpu"`` resolves to on this rank (an explicit ``cuda:N`` overrides it)."""
+        import cupy
+
+        return f"cuda:{default_gpu_index(cupy.cuda.runtime.getDeviceCount(), {'LOCAL_RANK': str(self.local_rank)})}"
 
     @property
     def gpu_buffers(self) -> str:

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import array_api_compat
 
 from bpgpu.distributed import packing
+from bpgpu.distributed.local import default_gpu_index, local_rank
 from bpgpu.errors import DeviceError, DeviceMismatchError
 from bpgpu.distributed.guard import flush_std_streams, install_excepthook
 
@@ -72,9 +73,9 @@ class NCCLComm:
                 f"NCCLComm with size={self.size} needs a way to share NCCL's unique id; launch with "
                 "mpirun (pip install 'bpgpu[mpi]') so MPI can pass it, or use one process."
             )
-        local = int(os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK", os.environ.get("MPI_LOCALRANKID", self.rank)))
-        self.local_rank = local
-        self.device_id = local % cupy.cuda.runtime.getDeviceCount()
+        rank_on_node = local_rank()
+        self.local_rank = self.rank if rank_on_node is None else rank_on_node
+        self.device_id = default_gpu_index(cupy.cuda.runtime.getDeviceCount(), {"LOCAL_RANK": str(self.local_rank)})
         cupy.cuda.Device(self.device_id).use()
         uid = nccl.get_unique_id() if self.rank == 0 else None
         if mpi_comm is not None:
