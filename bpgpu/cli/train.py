@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
+import sys
 import time
 from typing import Any
 
@@ -38,7 +40,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--lr", type=float, default=None, help="learning rate η (default 0.05 for sgd, 0.001 for adam)")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9; 0 = plain SGD)")
     p.add_argument("--weight-decay", type=float, default=1e-4, help="L2, Nielsen's λ/n (default 1e-4)")
-    p.add_argument("--lr-step", type=int, default=20, help="multiply η by --lr-gamma every this many epochs (0: constant η; default 20)")
+    p.add_argument("--lr-step", type=int, default=None,
+                   help="multiply η by --lr-gamma every this many epochs (0: constant η; default 20 for sgd, 0 for adam)")
     p.add_argument("--lr-gamma", type=float, default=0.2, help="the step decay factor (default 0.2)")
     p.add_argument("--epochs", type=int, default=50, help="default 50")
     p.add_argument("--batch-size", type=int, default=32, help="default 32")
@@ -67,10 +70,80 @@ def run(args: argparse.Namespace) -> int:
         return _train(args, comm)
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Every option that can be checked without the data, before anything runs (ConfigError naming the
+    flag): counts, and that --save / --plot can be written (folder exists, a regular file, matplotlib
+    installed and a suffix it writes) — so a typo never costs a whole training run. Fills in the
+    optimizer-dependent default of --lr-step (SGD's tuned step decay is not Adam's)."""
+    from bpgpu.io.format import check_target
+    from bpgpu.plot import INSTALL_HINT, check_plot_path
+
+    if args.lr_step is None:
+        args.lr_step = 0 if args.optimizer == "adam" else 20
+    for flag, value, low in (("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 1),
+                             ("--lr-step", args.lr_step, 0)):
+        if value < low:
+            raise ConfigError(f"{flag} must be an integer ≥ {low}; got {value}.")
+    if args.save:
+        check_target(args.save, what=f"--save {args.save}")
+    if args.plot:
+        try:
+            check_plot_path(args.plot, what="--plot")
+        except ImportError:
+            raise ConfigError(f"--plot needs matplotlib, which is not installed: {INSTALL_HINT}; or leave out --plot.") from None
+
+
+def _device_note(args: argparse.Namespace, net: Any) -> str | None:
+    """What BPGPU_DEVICE=auto / --device auto chose, and why (None when no automatic choice was made)."""
+    spec = args.device if args.device is not None else os.environ.get("BPGPU_DEVICE")
+    if not isinstance(spec, str) or spec.strip().lower() != "auto":
+        return None
+    source = "--device auto" if args.device is not None else "BPGPU_DEVICE=auto"
+    if net.backend.name == "cupy":
+        return f"{net.backend.label} ({source}: a usable GPU was found)"
+    from bpgpu.backend.device import cuda_status
+    from bpgpu.cli.main import cli_syntax
+
+    return f"{net.backend.label} ({source}: no usable GPU: {cli_syntax(cuda_status(0))})"
+
+
+def _check_sizes(sizes: list[int], n_features: int, n_outputs: int, data_name: str) -> None:
+    """--sizes against the data, before the header is printed (ConfigError naming --sizes)."""
+    if len(sizes) < 2:
+        raise ConfigError(f"--sizes needs at least an input and an output layer, e.g. {n_features},128,{n_outputs}.")
+    if sizes[0] != n_features:
+        raise ConfigError(f"--sizes starts with {sizes[0]} inputs but the {data_name} data has {n_features} features; "
+                          f"start it with {n_features} (e.g. --sizes {n_features},{','.join(map(str, sizes[1:]))}).")
+    if sizes[-1] != n_outputs and not (sizes[-1] == 1 and n_outputs == 2):
+        raise ConfigError(f"--sizes ends with {sizes[-1]} outputs but the {data_name} data needs {n_outputs} "
+                          f"({'one per class' if n_outputs > 1 else 'one target'}); end it with {n_outputs} (e.g. --sizes {','.join(map(str, sizes[:-1]))},{n_outputs}).")
+
+
+def _interrupted(exc: KeyboardInterrupt, net: Any, args: argparse.Namespace, root: bool) -> int:
+    """Ctrl-C / SIGTERM during fit: one line saying where it stopped and what was kept; 128 + signal."""
+    from bpgpu.errors import TrainingInterrupted
+
+    name = getattr(exc, "signal", "SIGINT")
+    code = 128 + int(getattr(signal, str(name), signal.SIGINT))
+    if not isinstance(exc, TrainingInterrupted):  # not fit's step-boundary stop: the state is not trustworthy
+        print(f"bpgpu train: interrupted ({name}) outside a training step boundary; nothing was saved.", file=sys.stderr)
+        return code
+    where = f" after epoch {exc.epoch}, batch {exc.batch}" if exc.epoch is not None else ""
+    kept = []
+    if exc.checkpoint:
+        kept.append(f"checkpoint {exc.checkpoint} (continue with --resume {exc.checkpoint})")
+    if args.save and root:
+        kept.append(f"model {net.save(args.save)}")
+    print(f"bpgpu train: interrupted ({name}) at a step boundary{where}; "
+          f"{'kept ' + ', '.join(kept) if kept else 'nothing saved (no --save or --checkpoint given)'}.", file=sys.stderr)
+    return code
+
+
 def _train(args: argparse.Namespace, comm: Any) -> int:
     import bpgpu
 
     root = comm.rank == 0
+    check_options(args)
     if args.device is None and comm.name == "nccl":
         args.device = comm.device  # this rank's GPU
 
@@ -79,8 +152,7 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
     held = "test" if not args.data else "held-out" if x_test is not None else "training"
     n_features = x_train.shape[1]
     sizes = args.sizes or [n_features, *DEFAULT_HIDDEN_SIZES, data.n_outputs]
-    if sizes[0] != n_features:
-        raise ConfigError(f"--sizes starts with {sizes[0]} inputs but the {data_name} data has {n_features} features.")
+    _check_sizes(sizes, n_features, data.n_outputs, data_name)
     output = args.output or ("identity" if data.classes is None else None)  # regression: identity output
     net = bpgpu.MLP(sizes, hidden=args.hidden, output=output, cost=args.cost, dtype=args.dtype,
                     device=args.device, seed=args.seed)
@@ -101,15 +173,21 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
     if args.data:
         print(f"           {data.describe_target(args.target)}")
     print(f"network:   {net!r}, {net.num_parameters:,} parameters")
+    note = _device_note(args, net)
+    if note:
+        print(f"device:    {note}")
     print(f"optimizer: {optimizer!r}, batch {args.batch_size}, {args.epochs} epochs")
     if comm.size > 1:
         print(f"parallel:  {comm.describe()}; each rank takes 1/{comm.size} of every batch")
 
     start = time.perf_counter()
-    history = net.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
-                      validation_data=(x_test, y_test) if held != "training" else None, seed=args.seed,
-                      progress=not args.no_progress, comm=comm, early_stopping=args.early_stopping,
-                      checkpoint=args.checkpoint, resume=args.resume)
+    try:
+        history = net.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
+                          validation_data=(x_test, y_test) if held != "training" else None, seed=args.seed,
+                          progress=not args.no_progress, comm=comm, early_stopping=args.early_stopping,
+                          checkpoint=args.checkpoint, resume=args.resume)
+    except KeyboardInterrupt as exc:  # fit stops at a step boundary (TrainingInterrupted)
+        return _interrupted(exc, net, args, root)
     seconds = time.perf_counter() - start
     result = net.evaluate(x_test, y_test)
     accuracy = result["accuracy"]

@@ -1,0 +1,104 @@
+"""Reliability, the command line as a new user meets it: options that cannot work fail before the
+header and before training, naming the flag (and the extra to install); Ctrl-C keeps what was asked
+for; the automatic device choice is printed; hints use CLI syntax."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+import bpgpu
+from bpgpu.cli.main import cli_syntax, main
+from bpgpu.errors import TrainingInterrupted
+
+
+def _run(capsys, *argv):
+    code = main(["train", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _fit_must_not_run(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("training started although an option was bad")
+
+    monkeypatch.setattr(bpgpu.MLP, "fit", fail)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--sizes", "64,10,3"], ["--sizes ends with 3 outputs", "10", "--sizes 64,10,10"]),
+    (["--sizes", "10,5,10"], ["--sizes starts with 10", "64 features"]),
+    (["--epochs", "0"], ["--epochs", "≥ 1", "got 0"]),
+    (["--batch-size", "0"], ["--batch-size"]),
+    (["--lr-step", "-1"], ["--lr-step"]),
+    (["--plot", "out.txt"], ["--plot", "'txt'", ".png"]),
+    (["--plot", "{tmp}/no/such/h.png"], ["--plot", "does not exist"]),
+    (["--save", "{tmp}/no/such/m.npz"], ["--save", "does not exist"]),
+    (["--save", "/dev/null"], ["--save", "character device", "regular file"]),
+])
+def test_bad_options_fail_before_the_header_and_before_training(capsys, monkeypatch, tmp_path, argv, words):
+    _fit_must_not_run(monkeypatch)
+    code, out, err = _run(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in argv], "--no-progress")
+    assert code == 1 and out == "", out  # nothing printed before the error: not even the header
+    for word in words:
+        assert word in err, err
+    assert "Traceback" not in err
+
+
+def test_plot_without_matplotlib_names_the_extra_before_training(capsys, monkeypatch, tmp_path):
+    _fit_must_not_run(monkeypatch)
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    code, out, err = _run(capsys, "--plot", str(tmp_path / "h.png"), "--no-progress")
+    assert code == 1 and out == ""
+    assert "--plot needs matplotlib" in err and 'pip install ".[plot]"' in err and "install pip install" not in err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"bpgpu {bpgpu.__version__}"
+
+
+def test_the_automatic_device_choice_is_printed_with_its_reason(capsys, monkeypatch):
+    monkeypatch.setenv("BPGPU_DEVICE", "auto")
+    monkeypatch.setattr("bpgpu.backend.device.cuda_status", lambda index=0: "no driver (test stand-in); use device='cpu'")
+    code, out, _ = _run(capsys, "--epochs", "1", "--no-progress")
+    assert code == 0
+    line = next(l for l in out.splitlines() if l.startswith("device:"))
+    assert "cpu" in line and "BPGPU_DEVICE=auto" in line and "no usable GPU" in line and "--device cpu" in line
+
+
+def test_adam_does_not_keep_sgds_step_decay(capsys):
+    code, out, _ = _run(capsys, "--optimizer", "adam", "--epochs", "1", "--no-progress")
+    assert code == 0 and "Adam(lr=constant(0.001)" in out
+    code, out, _ = _run(capsys, "--optimizer", "adam", "--lr-step", "5", "--epochs", "1", "--no-progress")
+    assert code == 0 and "step(0.001, every=5" in out
+    code, out, _ = _run(capsys, "--epochs", "1", "--no-progress")
+    assert "SGD(lr=step(0.05, every=20, gamma=0.2)" in out
+
+
+def test_library_hints_become_cli_syntax():
+    text = "CuPy is missing; or use device='cpu'. got batch_size=0 and dtype=\"float16\""
+    assert cli_syntax(text) == "CuPy is missing; or use --device cpu. got --batch-size 0 and --dtype float16"
+    assert cli_syntax("x lives on cpu") == "x lives on cpu"
+
+
+@pytest.mark.parametrize("interrupt, saved, word", [
+    (TrainingInterrupted("stopped", signal="SIGINT", epoch=3, batch=7), True, "at a step boundary after epoch 3, batch 7"),
+    (TrainingInterrupted("stopped", signal="SIGTERM", epoch=1, batch=2), True, "(SIGTERM)"),
+    (KeyboardInterrupt(), False, "nothing was saved"),
+])
+def test_an_interrupted_train_exits_128_plus_the_signal_and_keeps_save(capsys, monkeypatch, tmp_path, interrupt, saved, word):
+    def interrupted_fit(self, *args, **kwargs):
+        raise interrupt
+
+    monkeypatch.setattr(bpgpu.MLP, "fit", interrupted_fit)
+    model = tmp_path / "m.npz"
+    code, _, err = _run(capsys, "--save", str(model), "--no-progress")
+    assert code == (143 if getattr(interrupt, "signal", "SIGINT") == "SIGTERM" else 130)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and word in lines[0], err
+    assert model.exists() == saved
