@@ -180,6 +180,10 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
     if comm.size > 1:
         print(f"parallel:  {comm.describe()}; each rank takes 1/{comm.size} of every batch")
 
+    if net.backend.is_gpu:  # first-use kernel compile (NVRTC) and cuBLAS load, kept out of epoch 1's time
+        from bpgpu.engines.warmup import warm_up
+
+        print(f"warm-up:   {warm_up(net, optimizer, args.batch_size):.2f} s (first-use kernel compile and library load; not in the epoch times)")
     start = time.perf_counter()
     try:
         history = net.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
