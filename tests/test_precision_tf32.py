@@ -138,3 +138,33 @@ def test_every_bench_report_has_the_tf32_line(monkeypatch):
     monkeypatch.setenv("BPGPU_TF32", "0")
     line = next(x for x in machine_lines(machine_info()) if x.startswith("- GPU:"))
     assert "TF32 — bpgpu off (BPGPU_TF32='0'); CUPY_TF32=" in line
+
+
+def test_a_backend_activates_its_tf32_choice_with_its_device(monkeypatch):
+    """Backend.activate() (entered by every network operation) sets CuPy's float32 compute type to
+    the backend's TF32 choice and restores it; TF32 does not change which device a backend is."""
+    import dataclasses
+
+    module, state = fake_cupy_compute(decided=1)
+    entered = []
+
+    class Device:
+        def __init__(self, i):
+            self.id = i
+
+        def __enter__(self):
+            entered.append(self.id)
+
+        def __exit__(self, *exc):
+            return False
+
+    module.cuda = types.SimpleNamespace(Device=Device)
+    monkeypatch.setitem(sys.modules, "cupy", module)
+    on = Backend(xp=None, device=Device(1), name="cupy", tf32=True)
+    off = dataclasses.replace(on, tf32=False)
+    assert on == off
+    with on.activate():
+        assert state["float32"] == 7 and entered == [1]
+    assert state["float32"] == 1
+    with off.activate():
+        assert state["float32"] == 1

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import array_api_compat
@@ -33,6 +33,7 @@ class Backend:
     xp: Any
     device: Any
     name: str  # "numpy", "cupy", "torch", "array_api_strict", ... (the library)
+    tf32: bool = field(default=False, compare=False)  # CuPy float32 matmuls in TF32 (backend/precision.py)
 
     @property
     def label(self) -> str:
@@ -69,10 +70,10 @@ class Backend:
     def activate(self) -> Any:
         """A context manager that makes this backend's device the current one (CuPy allocates and runs
         on the current device and ignores ``device=``); a no-op context for every other library."""
-        if self.name == "cupy":
-            import cupy
+        if self.name == "cupy":  # and CuPy's float32 matmuls in TF32 or full float32, as ``tf32`` says
+            from bpgpu.backend.precision import cupy_device_scope
 
-            return cupy.cuda.Device(self.device.id)
+            return cupy_device_scope(self)
         return contextlib.nullcontext()
 
     def synchronize(self) -> None:

@@ -99,11 +99,19 @@ def _set_cupy_compute_type(value: int) -> int:
     return int(core.get_compute_type(numpy.float32))
 
 
+def _has_compute_type_api() -> bool:
+    """CuPy's ``_core.get_compute_type``/``set_compute_type`` are there (not in the CuPy test double)."""
+    import sys
+
+    core = getattr(sys.modules.get("cupy"), "_core", None)
+    return hasattr(core, "get_compute_type") and hasattr(core, "set_compute_type")
+
+
 @contextlib.contextmanager
 def tf32_scope(backend: Any, enabled: bool) -> Iterator[None]:
     """CuPy's float32 GEMMs in TF32 (``enabled``) or full float32 for the block, then as they were.
     A no-op for backends other than CuPy (NumPy, torch on the CPU, array-api-strict have no TF32)."""
-    if getattr(backend, "name", None) != "cupy":
+    if getattr(backend, "name", None) != "cupy" or not _has_compute_type_api():
         yield
         return
     before = cupy_compute_type()
@@ -115,6 +123,16 @@ def tf32_scope(backend: Any, enabled: bool) -> Iterator[None]:
     finally:
         if before != wanted:
             _set_cupy_compute_type(before)
+
+
+@contextlib.contextmanager
+def cupy_device_scope(backend: Any) -> Iterator[None]:
+    """``Backend.activate()`` for CuPy: the backend's GPU as the current device and its TF32 choice
+    (``backend.tf32``) as CuPy's float32 compute type, both restored on exit."""
+    import cupy
+
+    with cupy.cuda.Device(backend.device.id), tf32_scope(backend, backend.tf32):
+        yield
 
 
 def tf32_report(gpu_usable: bool, requested: bool | None = None) -> dict[str, Any]:
