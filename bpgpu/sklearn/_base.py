@@ -13,6 +13,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from bpgpu.backend.arrays import to_host
 from bpgpu.backend.device import resolve
+from bpgpu.errors import DeviceError
 from bpgpu.math import backprop as bp
 from bpgpu.sklearn import _data
 from bpgpu.sklearn._loop import run_epochs
@@ -79,46 +80,70 @@ class BaseMLP(BaseEstimator):
         fitted = hasattr(self, "_model") or getattr(self, "_model_host", None) is not None
         first_pass = not fitted or (not self.warm_start and not incremental)
         backend, namespace = _data.training_backend(self, X)
-        X, y = validate_data(self, X, _data.host(y), reset=first_pass, accept_sparse=False, multi_output=True,
-                             y_numeric=self._y_numeric, dtype=_float_dtypes(X))
-        targets, out_activation = self._encode_targets(y, incremental, first_pass)
-        sw = None
-        if sample_weight is not None:  # read on the host: one weight per row, finite, ≥ 0
-            sw = _check_sample_weight(_data.host(sample_weight), np.empty((X.shape[0], 1)), dtype=np.float64,
-                                      ensure_non_negative=True)
-        dtype = self.dtype or ("float32" if _is_float32(X) else "float64")
-        self._random_state = check_random_state(self.random_state)
-        hidden = list(settings.hidden_layer_sizes)
-        sizes = [int(X.shape[1])] + hidden + [int(targets.shape[1])]
-        if first_pass:
-            for name in ("_model", "_model_host"):
-                self.__dict__.pop(name, None)
-            self.n_outputs_ = int(targets.shape[1])
-            self.n_layers_ = len(sizes)
-            self.out_activation_ = out_activation
-            weights, biases = sklearn_init(sizes, self.activation, self._random_state)
-            net = make_network(sizes, settings.hidden, out_activation, backend, dtype)
-            net.set_parameters(weights, biases)
-            self._model = Model(net, make_optimizer(settings), settings.learning_rate_init)
-            self.t_ = 0
-            self.loss_curve_ = []
-            self._no_improvement_count = 0
-            if self.early_stopping:
-                self.validation_scores_, self.best_validation_score_, self.best_loss_ = [], -np.inf, None
+        with backend.activate():  # CuPy runs on the current device: make it the network's
+            X, y = validate_data(self, X, _data.host(y), reset=first_pass, accept_sparse=False, multi_output=True,
+                                 y_numeric=self._y_numeric, dtype=_float_dtypes(X))
+            targets, out_activation = self._encode_targets(y, incremental, first_pass)
+            sw = None
+            if sample_weight is not None:  # read on the host: one weight per row, finite, ≥ 0
+                sw = _check_sample_weight(_data.host(sample_weight), np.empty((X.shape[0], 1)), dtype=np.float64,
+                                          ensure_non_negative=True)
+            dtype = self.dtype or ("float32" if _is_float32(X) else "float64")
+            self._random_state = check_random_state(self.random_state)
+            hidden = list(settings.hidden_layer_sizes)
+            sizes = [int(X.shape[1])] + hidden + [int(targets.shape[1])]
+            if first_pass:
+                model = self._start(settings, sizes, out_activation, backend, dtype)
             else:
-                self.validation_scores_, self.best_validation_score_, self.best_loss_ = None, None, np.inf
-        else:
-            model = self._get_model(backend)
-            if list(model.net.sizes) != sizes:
+                model = self._continue(settings, sizes, backend, incremental)
+            data = self._training_data(settings, model, X, y, targets, sw)
+            run_epochs(self, settings, model, data, incremental)
+            self._fit_namespace = namespace
+            self.coefs_, self.intercepts_ = model.sklearn_parameters()
+            if not all(np.isfinite(p).all() for p in self.coefs_ + self.intercepts_):
                 raise ValueError(
-                    f"{type(self).__name__}: warm_start/partial_fit continues the fitted network of layer sizes "
-                    f"{list(model.net.sizes)}, but these data and hidden_layer_sizes give {sizes}; "
-                    "set warm_start=False to fit a new network."
+                    "Solver produced non-finite parameter weights. The input data may contain large values and need "
+                    "to be preprocessed."
                 )
-            if not incremental:  # scikit-learn: a new optimizer for every fit, warm or not
-                model.optimizer = make_optimizer(settings)
-                model.lr = settings.learning_rate_init
-        model = self._model
+        return self
+
+    def _start(self, settings: Any, sizes: list[int], out_activation: str, backend: Any, dtype: str) -> Model:
+        """A new network with scikit-learn's initial weights, a new optimizer, fresh fitted attributes."""
+        for name in ("_model", "_model_host"):
+            self.__dict__.pop(name, None)
+        self.n_outputs_ = sizes[-1]
+        self.n_layers_ = len(sizes)
+        self.out_activation_ = out_activation
+        weights, biases = sklearn_init(sizes, self.activation, self._random_state)
+        net = make_network(sizes, settings.hidden, out_activation, backend, dtype)
+        net.set_parameters(weights, biases)
+        self._model = Model(net, make_optimizer(settings), settings.learning_rate_init)
+        self.t_ = 0
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_, self.best_validation_score_, self.best_loss_ = [], -np.inf, None
+        else:
+            self.validation_scores_, self.best_validation_score_, self.best_loss_ = None, None, np.inf
+        return self._model
+
+    def _continue(self, settings: Any, sizes: list[int], backend: Any, incremental: bool) -> Model:
+        """The fitted network (warm_start / partial_fit), on ``backend``; ``fit`` gets a new optimizer."""
+        model = self._get_model(backend)
+        if list(model.net.sizes) != sizes:
+            raise ValueError(
+                f"{type(self).__name__}: warm_start/partial_fit continues the fitted network of layer sizes "
+                f"{list(model.net.sizes)}, but these data and hidden_layer_sizes give {sizes}; "
+                "set warm_start=False to fit a new network."
+            )
+        if not incremental:  # scikit-learn: a new optimizer for every fit, warm or not
+            model.optimizer = make_optimizer(settings)
+            model.lr = settings.learning_rate_init
+        return model
+
+    def _training_data(self, settings: Any, model: Model, X: Any, y: Any, targets: np.ndarray,
+                       sw: Any) -> _data.TrainingData:
+        """The rows on the device; with ``early_stopping``, scikit-learn's (stratified) validation split."""
         data = _data.TrainingData(model.net, X, targets, sw,
                                   float(targets.shape[1]) if self._cost_scale_by_outputs else 1.0)
         if self.early_stopping:
@@ -126,17 +151,11 @@ class BaseMLP(BaseEstimator):
             train, val = train_test_split(np.arange(X.shape[0]), random_state=self._random_state,
                                           test_size=settings.validation_fraction, stratify=stratify)
             if val.shape[0] < 2:
-                raise ValueError("The validation set is too small. Increase 'validation_fraction' or the size of your dataset.")
+                raise ValueError(
+                    "The validation set is too small. Increase 'validation_fraction' or the size of your dataset."
+                )
             data.use(train, val, self._validation_labels(y, targets, val))
-        run_epochs(self, settings, model, data, incremental)
-        self._fit_namespace = namespace
-        self.coefs_, self.intercepts_ = model.sklearn_parameters()
-        if not all(np.isfinite(p).all() for p in self.coefs_ + self.intercepts_):
-            raise ValueError(
-                "Solver produced non-finite parameter weights. The input data may contain large values and need "
-                "to be preprocessed."
-            )
-        return self
+        return data
 
     def _stratify(self) -> bool:
         return False
@@ -154,8 +173,11 @@ class BaseMLP(BaseEstimator):
         if model is not None and backend is not None and not _data.same_place(model.net.backend, backend):
             self._model_host, model = model.host_state(), None
         if model is None:
-            state = self.__dict__.pop("_model_host")
-            model = self._model = Model.from_host_state(state, backend if backend is not None else resolve(self.device))
+            state = self.__dict__["_model_host"]
+            target = backend if backend is not None else _unpickled_backend(self.device)
+            with target.activate():
+                model = self._model = Model.from_host_state(state, target)
+            del self.__dict__["_model_host"]
         return model
 
     def _outputs(self, X: Any, method: str, logits: bool = False) -> tuple[Any, Any]:
@@ -163,10 +185,10 @@ class BaseMLP(BaseEstimator):
         check_is_fitted(self)
         _data.check_same_namespace(self, X, method)
         back = _data.input_backend(X)
-        X = validate_data(self, X, reset=False, accept_sparse=False, dtype=_float_dtypes(X))
         net = self._get_model().net
         xp = net.xp
         with net.backend.activate():
+            X = validate_data(self, X, reset=False, accept_sparse=False, dtype=_float_dtypes(X))
             x = net.as_features(X)
             parts = []
             for start in range(0, x.shape[0], PREDICT_BATCH):
@@ -195,6 +217,18 @@ class BaseMLP(BaseEstimator):
         tags.array_api_support = True
         tags.input_tags.sparse = False
         return tags
+
+
+def _unpickled_backend(device: Any) -> Any:
+    """Where an unpickled (or moved) model goes: the ``device`` parameter (default ``BPGPU_DEVICE``, else
+    the CPU); a GPU that is not usable here is a clear error saying how to use the CPU instead."""
+    try:
+        return resolve(device)
+    except DeviceError as exc:
+        raise DeviceError(
+            f"{exc} This estimator's device={device!r}; to run it on this machine's CPU, "
+            "call est.set_params(device='cpu') first."
+        ) from None
 
 
 def _float_dtypes(X: Any) -> Any:
