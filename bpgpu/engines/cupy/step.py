@@ -138,13 +138,15 @@ class Engine(BaseEngine):
         gviews = lay.views(self.G)
         self.GW, self.GB = gviews[:L], gviews[L:]
         self.G_chunks = self.G[:lay.weights_end].reshape(lay.n_chunks, lay.chunk)
-        optimizer.ensure_state(views)
         self.S: dict[str, Any] = {}
-        for name in optimizer.state_names:
+        for name in optimizer.state_names:        # flat state; existing state that fits is kept
             flat = cp.zeros(lay.size, dtype=self.dtype)
             state_views = lay.views(flat)
-            for view, a in zip(state_views, optimizer.state[name]):
-                view[...] = a
+            current = optimizer.state.get(name)
+            if current is not None and len(current) == len(views) and all(
+                    tuple(c.shape) == tuple(v.shape) and c.dtype == v.dtype for c, v in zip(current, views)):
+                for view, a in zip(state_views, current):
+                    view[...] = a
             self.S[name] = flat
             optimizer.state[name] = state_views
         self.update_kernel = _optimizer_kernel(optimizer)
