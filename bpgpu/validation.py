@@ -135,8 +135,10 @@ def check_range(x: Any, backend: Backend, name: str, dtype: Any) -> None:
         )
 
 
-def check_features(x: Any, backend: Backend, n_in: int, dtype: Any, name: str = "x") -> Any:
-    """A 2-D float array (m, n_in) of finite values on the network's device."""
+def check_features(x: Any, backend: Backend, n_in: int, dtype: Any, name: str = "x", check: bool = True) -> Any:
+    """A 2-D float array (m, n_in) of finite values on the network's device. ``check=False``: an
+    array already on a device is not read back for its values (no host sync; shapes are still checked)."""
+    values = check or _is_host(x)
     kind = _kind(x, name)
     if kind not in ("int", "float"):
         raise DataError(
@@ -154,7 +156,8 @@ def check_features(x: Any, backend: Backend, n_in: int, dtype: Any, name: str = 
         )
     if x.shape[0] == 0:
         raise DataError(f"{name} is empty (0 examples, shape {tuple(x.shape)}); give at least one row.")
-    check_finite(x, name)
+    if values:
+        check_finite(x, name)
     return x
 
 
@@ -167,11 +170,13 @@ def check_finite(x: Any, name: str) -> None:
 
 def check_targets(
     y: Any, backend: Backend, m: int, n_out: int, output: str, dtype: Any, name: str = "y",
-    cost: str | None = None,
+    cost: str | None = None, check: bool = True,
 ) -> Any:
     """Targets as float rows (m, n_out): one-hot/target rows, or integer class labels (one-hot encoded
     here) for a softmax output, 0/1 labels for a single sigmoid unit. With ``cost="cross_entropy"``
-    the targets must be probabilities in [0, 1] (rows summing to 1 for a softmax output)."""
+    the targets must be probabilities in [0, 1] (rows summing to 1 for a softmax output).
+    ``check=False``: device arrays are not read back for finiteness, label range or probabilities."""
+    values = check or _is_host(y)
     kind = _kind(y, name)
     if kind not in ("int", "float"):
         raise DataError(
@@ -192,7 +197,8 @@ def check_targets(
                 f"rows of shape ({m}, {n_out}); got shape {tuple(y.shape)}."
             )
         elif output == "softmax":
-            _check_label_range(y, n_out, name)
+            if values:
+                _check_label_range(y, n_out, name)
             import array_api_extra as xpx
 
             y = xpx.one_hot(y, n_out, dtype=dtype, xp=xp)
@@ -204,7 +210,8 @@ def check_targets(
             )
         elif n_out == 1:
             if output == "sigmoid":
-                _check_label_range(y, 2, name, what="binary labels for the single sigmoid unit")
+                if values:
+                    _check_label_range(y, 2, name, what="binary labels for the single sigmoid unit")
             y = xp.reshape(xp.astype(y, dtype), (-1, 1))
         else:
             raise DataError(
@@ -227,8 +234,9 @@ def check_targets(
             f"layer's width); got {tuple(y.shape)}."
         )
     _check_rows(y, m, name)
-    check_finite(y, name)
-    if cost == "cross_entropy":
+    if values:
+        check_finite(y, name)
+    if values and cost == "cross_entropy":
         _check_probabilities(y, output, name)
     return y
 
