@@ -109,7 +109,6 @@ def check_range(x: Any, backend: Backend, name: str, dtype: Any) -> None:
         return
     import numpy  # only for the dtype's range (finfo); the data stays where it is
 
-    xp = backend.xp
     try:
         target = numpy.dtype(dtype)
     except TypeError:  # torch.float32, array_api_strict.float32, ...

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from bpgpu.backend.arrays import to_host
-from bpgpu.errors import ModelFileError
+from bpgpu.backend.arrays import to_backend, to_host
+from bpgpu.errors import BpgpuError, ModelFileError
 from bpgpu.io import format as fmt
 from bpgpu.io.model import (
     CONFIG_KEYS, check_finite_for_save, check_parameter_values, check_sizes_match, parameter_arrays,
@@ -169,3 +169,35 @@ def _check_header(header: dict[str, Any], path: str) -> None:
     for key in ("finished", "stopped"):
         if key in (header.get("run") or {}) and type(header["run"][key]) is not bool:
             raise bad(f"its run {key!r} flag must be true or false", header["run"][key])
+
+
+# -- reading (rank 0) and sharing ---------------------------------------------------------------------
+
+def read_shared(path: Any, comm: Any, backend: Any) -> Checkpoint:
+    """The checkpoint at ``path``, read by rank 0 only and broadcast to the other ranks (which need no
+    shared filesystem). A failure on rank 0 reaches every rank as an error, not a hang."""
+    path = os.fspath(path)
+    if comm is None or comm.size == 1:
+        return load(path)
+    root = comm.rank == 0
+    error: BaseException | None = None
+    blob, arrays = b"", {}
+    if root:
+        try:
+            header_bytes, arrays = to_parts(load(path))
+            table = {name: [list(a.shape), a.dtype.str] for name, a in arrays.items()}
+            blob = json.dumps({"header": json.loads(header_bytes), "table": table}).encode("utf-8")
+        except (BpgpuError, OSError) as exc:
+            error = exc
+    n = int(comm.allreduce_scalar(float(len(blob) if error is None else -1) if root else 0.0))
+    if n < 0:
+        if root:
+            raise error  # type: ignore[misc]
+        raise ModelFileError(f"rank 0 could not read the checkpoint {path!r} (see rank 0's error).")
+    raw = np.frombuffer(blob, dtype=np.uint8) if root else np.zeros(n, dtype=np.uint8)
+    raw = to_host(comm.broadcast([to_backend(raw, backend)], root=0)[0])
+    meta = json.loads(bytes(np.asarray(raw, dtype=np.uint8)).decode("utf-8"))
+    names = list(meta["table"])
+    mine = [arrays[k] if root else np.zeros(tuple(meta["table"][k][0]), dtype=np.dtype(meta["table"][k][1])) for k in names]
+    got = comm.broadcast([to_backend(a, backend) for a in mine], root=0)
+    return from_parts(meta["header"], {k: np.asarray(to_host(a)) for k, a in zip(names, got)}, path)

@@ -14,7 +14,6 @@ fields, its folder, that it is a file path at all), so a typo fails at once, not
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -22,18 +21,19 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from bpgpu.backend.arrays import to_backend, to_host
+from bpgpu.backend.arrays import to_backend
 from bpgpu.backend.random import rng_from_state
 from bpgpu.errors import BpgpuError, ConfigError, ModelFileError
 from bpgpu.io import checkpoint as ckpt
 from bpgpu.io import format as fmt
+from bpgpu.io.checkpoint import read_shared
+from bpgpu.io.fingerprint import data_fingerprint
 from bpgpu.training.history import COLUMNS, History
 from bpgpu.training.optimizers import Optimizer
 from bpgpu.training.optimizers import from_config as optimizer_from_config
 
 ALLOW = ("data", "optimizer")
+__all__ = ["ALLOW", "Resume", "check_checkpoint_path", "checkpoint_path", "data_fingerprint", "read_shared", "resume_from"]
 
 
 @dataclass(frozen=True)
@@ -57,35 +57,7 @@ def as_resume(value: Any) -> Resume:
     return value if isinstance(value, Resume) else Resume(value)
 
 
-# -- the data fingerprint -----------------------------------------------------------------------------
-
-FINGERPRINT_ROWS = 256
-
-
-def data_fingerprint(x: Any, y: Any) -> dict[str, Any]:
-    """Rows, shapes, dtypes, the float64 sums of x and y (read with the epoch's one sync) and a
-    SHA-256 of up to 256 evenly spaced rows (host copies of those rows only): cheap, device-independent
-    (the sums are compared with a tolerance, the sampled rows exactly)."""
-    from array_api_compat import array_namespace
-
-    xp = array_namespace(x)
-    m = int(x.shape[0])
-    idx = np.unique(np.linspace(0, m - 1, num=min(m, FINGERPRINT_ROWS)).astype(np.int64))
-    digest = hashlib.sha256()
-    sums = []
-    for a in (x, y):
-        rows = to_host(xp.take(a, to_backend(idx, _backend_like(a), xp.int64), axis=0))
-        digest.update(np.ascontiguousarray(rows).tobytes())
-        sums.append(float(xp.sum(a)))
-    return {"rows": m, "x_shape": [int(n) for n in x.shape], "y_shape": [int(n) for n in y.shape],
-            "x_dtype": str(x.dtype).split(".")[-1], "sums": sums, "sample_sha256": digest.hexdigest()}
-
-
-def _backend_like(a: Any) -> Any:
-    from bpgpu.backend.device import backend_of
-
-    return backend_of(a)
-
+# -- the data fingerprint (computed in bpgpu.io.fingerprint) -------------------------------------------
 
 def _data_differences(saved: dict[str, Any], mine: dict[str, Any]) -> list[str]:
     out = []
@@ -147,38 +119,6 @@ def check_checkpoint_path(template: Any, epochs: int = 1) -> None:
                           "{epoch} or {epoch:03d}.") from None
     for path in {first, last}:
         fmt.check_target(path, what=f"checkpoint={path!r}")
-
-
-# -- reading (rank 0) and sharing ---------------------------------------------------------------------
-
-def read_shared(path: Any, comm: Any, backend: Any) -> ckpt.Checkpoint:
-    """The checkpoint at ``path``, read by rank 0 only and broadcast to the other ranks (which need no
-    shared filesystem). A failure on rank 0 reaches every rank as an error, not a hang."""
-    path = os.fspath(path)
-    if comm is None or comm.size == 1:
-        return ckpt.load(path)
-    root = comm.rank == 0
-    error: BaseException | None = None
-    blob, arrays = b"", {}
-    if root:
-        try:
-            header_bytes, arrays = ckpt.to_parts(ckpt.load(path))
-            table = {name: [list(a.shape), a.dtype.str] for name, a in arrays.items()}
-            blob = json.dumps({"header": json.loads(header_bytes), "table": table}).encode("utf-8")
-        except (BpgpuError, OSError) as exc:
-            error = exc
-    n = int(comm.allreduce_scalar(float(len(blob) if error is None else -1) if root else 0.0))
-    if n < 0:
-        if root:
-            raise error  # type: ignore[misc]
-        raise ModelFileError(f"rank 0 could not read the checkpoint {path!r} (see rank 0's error).")
-    raw = np.frombuffer(blob, dtype=np.uint8) if root else np.zeros(n, dtype=np.uint8)
-    raw = to_host(comm.broadcast([to_backend(raw, backend)], root=0)[0])
-    meta = json.loads(bytes(np.asarray(raw, dtype=np.uint8)).decode("utf-8"))
-    names = list(meta["table"])
-    mine = [arrays[k] if root else np.zeros(tuple(meta["table"][k][0]), dtype=np.dtype(meta["table"][k][1])) for k in names]
-    got = comm.broadcast([to_backend(a, backend) for a in mine], root=0)
-    return ckpt.from_parts(meta["header"], {k: np.asarray(to_host(a)) for k, a in zip(names, got)}, path)
 
 
 # -- resuming -----------------------------------------------------------------------------------------
@@ -277,7 +217,7 @@ def _check_optimizer_state(optimizer: Optimizer, state: ckpt.Checkpoint, request
     if type(steps) is not int or steps < 0:
         raise ConfigError(f"the saved optimizer step count must be a whole number ≥ 0; got {steps!r:.40}.")
     for a in state.optimizer_state.get("v", []) if optimizer.name == "adam" else []:
-        if a.size and float(np.min(a)) < 0:
+        if a.size and float(a.min()) < 0:
             raise ConfigError("the saved Adam second moments (v) hold negative values; they are squares.")
 
 
