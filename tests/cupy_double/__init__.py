@@ -124,6 +124,7 @@ def install(monkeypatch: Any, device_count: int = 2) -> types.ModuleType:
     import array_api_compat
 
     reset(device_count)
+    _kernels.TWINS.clear()
     for name in [n for n in sys.modules if n == "cupy" or n.startswith("cupy.") or n.startswith("cupy_backends")]:
         monkeypatch.delitem(sys.modules, name)
     for name in [n for n in sys.modules if n.startswith("array_api_compat.cupy")]:
