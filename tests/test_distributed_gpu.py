@@ -1,9 +1,13 @@
-"""The GPU transports, smoke-tested with one process where a GPU is usable (skipped otherwise):
-NCCLComm over cupy.cuda.nccl, and MPIComm with CuPy buffers (device-direct or staged via host)."""
+"""The GPU transports: NCCLComm over cupy.cuda.nccl (one process, where a GPU is usable), and MPIComm
+with CuPy buffers (device-direct or staged via host) and data-parallel fit through the CuPy engine,
+under mpirun on the CuPy test double (each rank's ``import cupy`` gets it via a PYTHONPATH shim) and
+on real CuPy where a GPU is usable."""
 
 from __future__ import annotations
 
 import json
+import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -11,7 +15,18 @@ import pytest
 import bpgpu
 from mpi_helpers import run_script
 
-pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("need_gpu")]
+pytestmark = pytest.mark.gpu
+SHIM = pathlib.Path(__file__).resolve().parent / "cupy_double" / "shim"
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(params=["double", "cupy"])
+def ranks_cupy(request) -> dict:
+    """Environment for mpirun'd scripts: the test double (PYTHONPATH shim) or real CuPy (needs a GPU)."""
+    if request.param == "cupy":
+        request.getfixturevalue("need_gpu")
+        return {}
+    return {"PYTHONPATH": os.pathsep.join([str(SHIM), str(REPO)])}
 
 
 
@@ -25,6 +40,7 @@ def _nccl_comm():
         pytest.skip(str(exc))
 
 
+@pytest.mark.usefixtures("need_gpu")
 def test_nccl_one_process_collectives_and_fit():
     import cupy
 
@@ -49,9 +65,19 @@ def test_nccl_one_process_collectives_and_fit():
 
 
 @pytest.mark.mpi
-def test_mpi_with_cupy_buffers_two_ranks():
-    out = run_script(2, "cupy_collectives.py", timeout=120, BPGPU_DEVICE="cuda:0")
+def test_mpi_with_cupy_buffers_two_ranks(ranks_cupy):
+    out = run_script(2, "cupy_collectives.py", timeout=120, BPGPU_DEVICE="cuda:0", **ranks_cupy)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["max_abs_diff"] < 1e-12
     assert report["gpu_buffers"] in ("device", "host")
+
+
+@pytest.mark.mpi
+def test_data_parallel_fit_on_the_cupy_engine_each_rank_on_its_local_gpu(ranks_cupy):
+    out = run_script(2, "cupy_train_equality.py", timeout=180, **ranks_cupy)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["engine_arrays"] and report["max_abs_diff"] < 1e-12 and report["cost_diff"] < 1e-12, report
+    if ranks_cupy:  # the double has two devices: local ranks 0 and 1 take cuda:0 and cuda:1
+        assert report["devices"] == ["cuda:0", "cuda:1"], report
