@@ -102,3 +102,19 @@ def test_an_interrupted_train_exits_128_plus_the_signal_and_keeps_save(capsys, m
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and word in lines[0], err
     assert model.exists() == saved
+
+
+def test_the_readme_links_the_projects_own_math_and_it_holds_what_the_code_cites():
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)]*MATH\.md)\)", readme)
+    assert links and all((root / link).resolve() == (root / "MATH.md") for link in links), links
+    math = (root / "MATH.md").read_text(encoding="utf-8")
+    for cited in ("BP1", "BP2", "BP3", "BP4", "## Costs", "## Activations", "λ/n", "m_r / m", "−1.0000000000842668"):
+        assert cited in math, cited
+    for path in (root / "bpgpu").rglob("*.py"):  # every "MATH.md, "Section"" the code cites exists
+        for section in re.findall(r'MATH\.md, "([^"]+)"', path.read_text(encoding="utf-8")):
+            assert f"## {section}" in math, (path, section)
