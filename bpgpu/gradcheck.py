@@ -23,14 +23,15 @@ def _relu_kink_distance(net: Any, x: Any) -> float:
     return smallest
 
 
-def gradcheck(
+def gradcheck(  # noqa: PLR0913 - the public signature
     net: Any, x: Any, y: Any, eps: float = 1e-6, max_entries: int = 24, directions: int = 4,
     seed: int = 0, verbose: bool = False, kink_margin: float = 1e-4, kink_retries: int = 10,
     floor: float = 1e-8,
 ) -> dict[str, float]:
     """Worst relative error |numeric − analytic| / max(|numeric|, |analytic|, floor) per parameter array.
 
-    A float64 copy of ``net`` (same backend) is differenced: each array gets up to ``max_entries``
+    The gradients of a float64 copy of ``net`` (same backend, through its step engine) are compared
+    with central differences of the reference cost (``bpgpu.math.backprop.cost_value``): each array gets up to ``max_entries``
     entries checked one by one (all of them when it is that small), then ``directions`` random unit
     directions over all parameters are checked at once (as Chainer's ``check_backward`` does), which
     covers large networks. ``floor`` is the gradient size below which errors count as absolute (the
@@ -39,6 +40,12 @@ def gradcheck(
     where the derivative does not exist, are re-drawn with a small jitter. Returns ``{"W1": err,
     "b1": err, …, "direction": err}``; ``verbose`` prints it.
     """
+    with net.backend.activate():  # the network's device is the current one (CuPy)
+        return _gradcheck(net, x, y, eps, max_entries, directions, seed, verbose, kink_margin, kink_retries, floor)
+
+
+def _gradcheck(net: Any, x: Any, y: Any, eps: float, max_entries: int, directions: int, seed: int, verbose: bool,
+               kink_margin: float, kink_retries: int, floor: float) -> dict[str, float]:
     eps, floor = check_positive(eps, "eps"), check_positive(floor, "floor")
     max_entries, directions = check_int(max_entries, "max_entries", 0), check_int(directions, "directions", 0)
     rng = np.random.default_rng(check_seed(seed))
@@ -51,7 +58,7 @@ def gradcheck(
             break
         host_x = host_x + rng.normal(0.0, 1e-2, host_x.shape)
         x = to_backend(host_x, ref.backend, ref.dtype)
-    _, grad_w, grad_b = bp.backprop(ref.weights, ref.biases, ref.hidden, ref.objective, x, y)
+    _, grad_w, grad_b = ref.engine().gradients(x, y)  # the network's step engine: what fit and backprop use
     params = ref.weights + ref.biases
     grads = [np.array(to_host(g)) for g in grad_w + grad_b]
     host = [np.array(to_host(p)) for p in params]
@@ -60,7 +67,7 @@ def gradcheck(
 
     def cost_with(replaced: dict[int, np.ndarray]) -> float:
         arrays = [to_backend(replaced[i], ref.backend, ref.dtype) if i in replaced else p for i, p in enumerate(params)]
-        return float(bp.cost_value(arrays[:n], arrays[n:], ref.hidden, ref.objective, x, y))
+        return float(bp.cost_value(arrays[:n], arrays[n:], ref.hidden, ref.objective, x, y))  # the reference C
 
     def rel(numeric: float, analytic: float) -> float:
         return abs(numeric - analytic) / max(abs(numeric), abs(analytic), floor)

@@ -9,6 +9,7 @@ import math
 from bpgpu.backend.arrays import to_backend, to_host
 from bpgpu.backend.device import Backend, resolve
 from bpgpu.backend.random import default_init, initial_parameters
+from bpgpu.engines import make_engine
 from bpgpu.math import backprop as bp
 from bpgpu.math.activations import hidden_activation, output_activation
 from bpgpu.math.costs import Objective, default_cost
@@ -52,8 +53,9 @@ class MLP:
         self.init = init if init is not None else default_init(self.hidden.name)
         self.seed = check_seed(seed)
         host_w, host_b = initial_parameters(self.sizes, self.init, seed)
-        self.weights: list[Any] = [to_backend(w, self.backend, self.dtype) for w in host_w]
-        self.biases: list[Any] = [to_backend(b, self.backend, self.dtype) for b in host_b]
+        with self.backend.activate():
+            self.weights: list[Any] = [to_backend(w, self.backend, self.dtype) for w in host_w]
+            self.biases: list[Any] = [to_backend(b, self.backend, self.dtype) for b in host_b]
 
     # -- description -------------------------------------------------------------------------------
     @property
@@ -106,36 +108,53 @@ class MLP:
         x = self.as_features(x)
         return x, self.as_targets(y, x.shape[0])
 
-    # -- the math ----------------------------------------------------------------------------------
+    # -- the math (through this network's step engine, bpgpu.engines) ------------------------------
+    def engine(self) -> Any:
+        """The step engine this network computes gradients and outputs with (made once per backend;
+        it reads the current parameters at every call). ``fit`` makes its own, training one."""
+        e = self.__dict__.get("_engine")
+        if e is None or e.net is not self or self.__dict__.get("_engine_backend") is not self.backend:
+            e = make_engine(self)
+            self.__dict__["_engine"], self.__dict__["_engine_backend"] = e, self.backend
+        return e
+
     def forward(self, x: Any) -> Any:
         """Output activations A^L, shape (m, n_L), on the network's device."""
-        x = self.as_features(x)
-        return bp.feedforward(self.weights, self.biases, self.hidden, self.objective.output, x)[1]
+        with self.backend.activate():
+            return self.engine().outputs(self.as_features(x))[1]
 
-    def backprop(self, x: Any, y: Any) -> tuple[float, list[Any], list[Any]]:
+    def backprop(self, x: Any, y: Any, sample_weight: Any = None) -> tuple[float, list[Any], list[Any]]:
         """``(cost, grad_weights, grad_biases)`` of the batch: the mean cost (a float) and ∂C/∂W^l,
-        ∂C/∂b^l (BP1–BP4), shaped like ``weights`` / ``biases`` and on the network's device."""
-        x, y = self._batch(x, y)
-        cost, grad_w, grad_b = bp.backprop(self.weights, self.biases, self.hidden, self.objective, x, y)
-        return float(cost), grad_w, grad_b
+        ∂C/∂b^l (BP1–BP4), shaped like ``weights`` / ``biases`` and on the network's device.
+        ``sample_weight`` (one ≥ 0 per row): the weighted mean cost Σ w_i C_i / Σ w_i and its gradients."""
+        with self.backend.activate():
+            x, y = self._batch(x, y)
+            if sample_weight is not None:
+                from bpgpu.training.loop import sample_weights
+
+                sample_weight = sample_weights(self, sample_weight, x.shape[0])
+            cost, grad_w, grad_b = self.engine().gradients(x, y, sample_weight)
+            return float(cost), grad_w, grad_b
 
     def backprop_per_example(self, x: Any, y: Any) -> tuple[float, list[Any], list[Any]]:
         """The same as :meth:`backprop`, by the seeds' one-example-at-a-time loop (slow; a reference)."""
-        x, y = self._batch(x, y)
-        cost, grad_w, grad_b = bp.backprop_per_example(self.weights, self.biases, self.hidden, self.objective, x, y)
-        return float(cost), grad_w, grad_b
+        with self.backend.activate():
+            x, y = self._batch(x, y)
+            cost, grad_w, grad_b = bp.backprop_per_example(self.weights, self.biases, self.hidden, self.objective, x, y)
+            return float(cost), grad_w, grad_b
 
     def cost(self, x: Any, y: Any) -> float:
         """The mean cost of a batch."""
-        x, y = self._batch(x, y)
-        return float(bp.cost_value(self.weights, self.biases, self.hidden, self.objective, x, y))
+        with self.backend.activate():
+            x, y = self._batch(x, y)
+            return float(self.engine().cost(x, y))
 
     # -- training, inference, saving (thin: the work is in bpgpu.training and bpgpu.io) ------------
     def fit(
         self, x: Any, y: Any, epochs: int, batch_size: int = 32, optimizer: Any = None,
         validation_data: tuple[Any, Any] | None = None, shuffle: bool = True, seed: int | None = None,
         progress: bool = True, early_stopping: Any = None, checkpoint: Any = None, checkpoint_every: int = 1,
-        resume: Any = None, record_grad_norms: bool = True, comm: Any = None,
+        resume: Any = None, record_grad_norms: bool = True, comm: Any = None, sample_weight: Any = None,
     ) -> Any:
         """Train by mini-batch backpropagation; returns a History. See :func:`bpgpu.training.loop.fit`."""
         from bpgpu.training.loop import fit
@@ -144,43 +163,50 @@ class MLP:
             self, x, y, epochs, batch_size, optimizer=optimizer, validation_data=validation_data, shuffle=shuffle,
             seed=seed, progress=progress, early_stopping=early_stopping, checkpoint=checkpoint,
             checkpoint_every=checkpoint_every, resume=resume, record_grad_norms=record_grad_norms, comm=comm,
+            sample_weight=sample_weight,
         )
 
     def evaluate(self, x: Any, y: Any, batch_size: int = 4096) -> dict[str, Any]:
         """``{"cost", "accuracy", "n"}`` on (x, y), computed in batches (accuracy None for regression)."""
         from bpgpu.training.evaluate import evaluate
 
-        return evaluate(self, x, y, batch_size)
+        with self.backend.activate():
+            return evaluate(self, x, y, batch_size)
 
     def predict(self, x: Any, batch_size: int = 4096) -> Any:
         """Class labels (argmax over several units, ≥ 0.5 for one sigmoid unit) or raw outputs (identity)."""
         from bpgpu.training.evaluate import predict
 
-        return predict(self, x, batch_size)
+        with self.backend.activate():
+            return predict(self, x, batch_size)
 
     def predict_proba(self, x: Any, batch_size: int = 4096) -> Any:
         """The output activations A^L (probabilities for softmax / sigmoid), on the device."""
         from bpgpu.training.evaluate import predict_proba
 
-        return predict_proba(self, x, batch_size)
+        with self.backend.activate():
+            return predict_proba(self, x, batch_size)
 
     def save(self, path: Any) -> str:
         """Write the configuration and parameters to ``path`` (npz + JSON header, atomic); see bpgpu.load."""
         from bpgpu.io.model import save
 
-        return save(self, path)
+        with self.backend.activate():
+            return save(self, path)
 
     # -- moving and copying ------------------------------------------------------------------------
     def get_parameters(self) -> tuple[list[Any], list[Any]]:
         """Host (NumPy) copies of the weights and biases."""
-        return [to_host(w).copy() for w in self.weights], [to_host(b).copy() for b in self.biases]
+        with self.backend.activate():
+            return [to_host(w).copy() for w in self.weights], [to_host(b).copy() for b in self.biases]
 
     def set_parameters(self, weights: Sequence[Any], biases: Sequence[Any]) -> None:
         """Replace the parameters (any library; copied to this device and dtype); shapes are checked."""
         if len(weights) != len(self.weights) or len(biases) != len(self.biases):
             raise ShapeError(f"expected {len(self.weights)} weight and bias arrays; got {len(weights)} and {len(biases)}.")
-        new_w = [to_backend(w, self.backend, self.dtype, copy=True) for w in weights]
-        new_b = [to_backend(b, self.backend, self.dtype, copy=True) for b in biases]
+        with self.backend.activate():
+            new_w = [to_backend(w, self.backend, self.dtype, copy=True) for w in weights]
+            new_b = [to_backend(b, self.backend, self.dtype, copy=True) for b in biases]
         for l, (w, b, w0, b0) in enumerate(zip(new_w, new_b, self.weights, self.biases)):
             if tuple(w.shape) != tuple(w0.shape) or tuple(b.shape) != tuple(b0.shape):
                 raise ShapeError(
@@ -196,14 +222,15 @@ class MLP:
         dtype = dtype if dtype is not None else self.dtype_name
         self.backend = backend
         self.dtype = backend.dtype(dtype)
-        self.weights = [to_backend(w, backend, self.dtype) for w in host_w]
-        self.biases = [to_backend(b, backend, self.dtype) for b in host_b]
+        with backend.activate():
+            self.weights = [to_backend(w, backend, self.dtype) for w in host_w]
+            self.biases = [to_backend(b, backend, self.dtype) for b in host_b]
         return self
 
     def copy(self, device: Any = None, xp: Any = None, dtype: str | None = None) -> "MLP":
         """An independent copy, on this network's backend unless another is given."""
         new = object.__new__(MLP)
-        new.__dict__.update(self.__dict__)
+        new.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("_engine", "_engine_backend")})
         new.weights, new.biases = list(self.weights), list(self.biases)
         if device is None and xp is None:
             device = self.backend

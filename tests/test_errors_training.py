@@ -129,7 +129,8 @@ def test_fit_rejects_data_on_another_device():
 # -- out of memory ---------------------------------------------------------------------------------
 
 class _OOMAfter:
-    """A stand-in for bp.backprop that fails with ``error`` on call number ``n`` (others run)."""
+    """A stand-in for the NumPy engine's forward/backward pass that fails with ``error`` on call number
+    ``n`` (others run)."""
 
     def __init__(self, real, n, error, net):
         self.real, self.n, self.error, self.net, self.calls, self.before = real, n, error, net, 0, None
@@ -154,11 +155,11 @@ def _torch_like_oom():
 
 @pytest.mark.parametrize("make_error", [MemoryError, _cupy_like_oom, _torch_like_oom], ids=["memoryerror", "cupy", "torch"])
 def test_out_of_memory_during_fit_names_batch_and_sizes_and_the_net_stays_usable(monkeypatch, make_error):
-    from bpgpu.math import backprop as bp
+    from bpgpu.engines.numpy.step import Engine
 
     net = _net(sizes=[4, 7, 3])
-    fake = _OOMAfter(bp.backprop, 4, make_error(), net)
-    monkeypatch.setattr(bp, "backprop", fake)
+    fake = _OOMAfter(Engine._backprop, 4, make_error(), net)
+    monkeypatch.setattr(Engine, "_backprop", lambda self, *a: fake(self, *a))
     with pytest.raises(bpgpu.OutOfMemoryError) as info:
         _fit(net, epochs=3, batch_size=8)
     msg = str(info.value)
@@ -167,16 +168,17 @@ def test_out_of_memory_during_fit_names_batch_and_sizes_and_the_net_stays_usable
     assert isinstance(info.value, MemoryError) and isinstance(info.value.__cause__, type(fake.error))
     # the weights are those from before the failed step, and the network still trains and predicts
     assert all(np.array_equal(a, b) for a, b in zip(fake.before, _params(net)))
-    monkeypatch.setattr(bp, "backprop", fake.real)
+    monkeypatch.setattr(Engine, "_backprop", fake.real)
     assert len(_fit(net, epochs=1, batch_size=4)) == 1
     assert np.all(np.isfinite(bpgpu.to_host(net.predict_proba(X))))
 
 
 def test_other_runtime_errors_are_not_mistaken_for_out_of_memory(monkeypatch):
-    from bpgpu.math import backprop as bp
+    from bpgpu.engines.numpy.step import Engine
 
     net = _net()
-    monkeypatch.setattr(bp, "backprop", _OOMAfter(bp.backprop, 2, RuntimeError("cuBLAS failed"), net))
+    fake = _OOMAfter(Engine._backprop, 2, RuntimeError("cuBLAS failed"), net)
+    monkeypatch.setattr(Engine, "_backprop", lambda self, *a: fake(self, *a))
     with pytest.raises(RuntimeError, match="cuBLAS failed") as info:
         _fit(net)
     assert not isinstance(info.value, bpgpu.OutOfMemoryError)
@@ -225,9 +227,9 @@ def test_divergence_mid_epoch_names_the_batch():
 
 @pytest.mark.parametrize("argv,words", [
     (["train", "--mnist", "/nonexistent/mnist"], ["--mnist", "/nonexistent/mnist"]),
-    (["train", "--hidden", "swish"], ["hidden='swish'", "valid:"]),
-    (["train", "--batch-size", "0", "--no-progress"], ["batch_size", "0"]),
-    (["train", "--device", "tpu"], ["device='tpu'", "cpu, gpu"]),
+    (["train", "--hidden", "swish"], ["--hidden swish", "valid:"]),          # hints in CLI syntax
+    (["train", "--batch-size", "0", "--no-progress"], ["--batch-size", "0"]),
+    (["train", "--device", "tpu"], ["--device tpu", "cpu, gpu"]),
 ])
 def test_the_command_line_prints_an_error_not_a_traceback(capsys, argv, words):
     from bpgpu.cli.main import main

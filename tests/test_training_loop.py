@@ -187,8 +187,8 @@ class ThreadComm:
         barrier.wait()
         return everything
 
-    def allreduce_sum(self, arrays):
-        everything = self._exchange(list(arrays))
+    def allreduce_sum(self, arrays):  # copies, as MPI sends them: the caller may reuse its buffers at once
+        everything = self._exchange([np.array(a, copy=True) for a in arrays])
         return [sum(parts[i] for parts in everything) for i in range(len(arrays))]
 
     def broadcast(self, arrays, root=0):

@@ -10,6 +10,13 @@ The 1/m of the batch mean is applied once, to Δ^L; BP2 is linear in Δ, so ever
 gradient already carries it. Only the activations A^l are stored (σ' is read from them) plus the
 output logits Z^L that the cost needs. ``backprop_per_example`` is the seeds' loop, one example at a
 time, summed and divided by m: the reference the batched form is tested against.
+
+Weighted examples (``row_scale``): the batch cost is Σ_i s_i C_i with s_i = w_i / Σ_batch w, and BP1
+becomes Δ^L_i · s_i instead of Δ^L_i / m (s_i = 1/m is the plain mean). A data-parallel rank passes
+the scales of its own rows (1/m or w_i/Σw of the *whole* batch), so the ranks' results simply add up.
+
+This is the reference every engine is tested against (:mod:`bpgpu.engines`); the fast NumPy and
+CuPy engines live in ``bpgpu/engines/`` beside it.
 """
 
 from __future__ import annotations
@@ -18,7 +25,6 @@ from typing import Any, Sequence
 
 from array_api_compat import array_namespace
 
-from bpgpu.math import numpy_fast
 from bpgpu.math.activations import Activation
 from bpgpu.math.costs import Objective
 
@@ -41,36 +47,35 @@ def feedforward(
 
 def backprop(
     weights: Sequence[Any], biases: Sequence[Any], hidden: Activation, objective: Objective, x: Any, y: Any,
-    out: tuple[Sequence[Any], Sequence[Any]] | None = None,
+    row_scale: Any = None,
 ) -> tuple[Any, list[Any], list[Any]]:
-    """Mean cost of the batch and its gradients (∂C/∂W^l, ∂C/∂b^l) for every layer, as device arrays.
-
-    One namespace lookup per call; NumPy arrays take the equivalent in-place fast path
-    (``numpy_fast.backprop_numpy``), every other library the generic path (the reference).
-    ``out=(grad_w, grad_b)``: optional arrays shaped like the parameters that the NumPy path writes the
-    gradients into (no new gradient arrays per step); other libraries ignore it. Always use the
-    returned lists: they are the gradients, whether or not ``out`` was used."""
-    xp = numpy_fast.namespace(x, y)
-    if xp is not None and numpy_fast.supports(xp, hidden, x):
-        if out is not None and not numpy_fast.usable_out(xp, out, weights, biases, x.dtype):
-            out = None
-        return numpy_fast.backprop_numpy(xp, weights, biases, hidden, objective, x, y, out)
-    return backprop_generic(weights, biases, hidden, objective, x, y)
+    """Mean cost of the batch and its gradients (∂C/∂W^l, ∂C/∂b^l) for every layer, as device arrays:
+    the reference implementation (:func:`backprop_generic`). ``net.backprop`` and ``fit`` run through
+    a step engine (:mod:`bpgpu.engines`), which is tested equal to this."""
+    return backprop_generic(weights, biases, hidden, objective, x, y, row_scale=row_scale)
 
 
 def backprop_generic(
     weights: Sequence[Any], biases: Sequence[Any], hidden: Activation, objective: Objective, x: Any, y: Any,
-    xp: Any = None,
+    xp: Any = None, row_scale: Any = None,
 ) -> tuple[Any, list[Any], list[Any]]:
-    """The reference: BP1–BP4 in array-API operations only, for any library."""
+    """The reference: BP1–BP4 in array-API operations only, for any library.
+
+    ``row_scale``: None (the batch mean, s_i = 1/m), a number s for every row, or a length-m array of
+    per-row scales s_i (weighted examples: w_i / Σw); the cost is then Σ_i s_i C_i."""
     xp = xp if xp is not None else array_namespace(x, y)
     m = x.shape[0]
     z, a, activations = feedforward(weights, biases, hidden, objective.output, x, keep=True, xp=xp)
-    cost = objective.value(z, a, y, xp)
+    if row_scale is None:
+        cost, scale = objective.value(z, a, y, xp), 1.0 / m
+    elif isinstance(row_scale, (int, float)):
+        cost, scale = xp.sum(objective.per_example(z, a, y, xp)) * row_scale, row_scale
+    else:
+        cost, scale = xp.sum(objective.per_example(z, a, y, xp) * row_scale), xp.reshape(row_scale, (-1, 1))
     n = len(weights)
     grad_w: list[Any] = [None] * n
     grad_b: list[Any] = [None] * n
-    delta = objective.output_error(z, a, y, xp) * (1.0 / m)                  # BP1 (÷m: batch mean)
+    delta = objective.output_error(z, a, y, xp) * scale                      # BP1 (÷m, or × w_i/Σw per row)
     for l in range(n - 1, -1, -1):
         grad_b[l] = xp.sum(delta, axis=0)                                    # BP3
         grad_w[l] = delta.T @ activations[l]                                 # BP4

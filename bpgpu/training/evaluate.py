@@ -1,7 +1,8 @@
 """Inference in batches: ``evaluate`` (cost, accuracy), ``predict`` (labels) and ``predict_proba``.
 
-Rows are fed ``batch_size`` at a time so a huge input never materialises all activations at once;
-sums stay on the device and are read once at the end. Array API only.
+Rows are fed ``batch_size`` at a time (through the network's step engine, ``net.engine().outputs``)
+so a huge input never materialises all activations at once; sums stay on the device and are read
+once at the end. Array API only.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from bpgpu.math import backprop as bp
 from bpgpu.validation import check_int
 
 EVAL_BATCH = 4096
@@ -22,11 +22,11 @@ def _check_batch(batch_size: int) -> int:
 
 def _outputs(net: Any, x: Any, batch_size: int) -> Any:
     """A^L for device rows ``x``, computed ``batch_size`` rows at a time."""
-    xp = net.xp
+    xp, engine = net.xp, net.engine()
     parts = []
     for start in range(0, x.shape[0], batch_size):
         xb = x[start:min(start + batch_size, x.shape[0]), :]
-        parts.append(bp.feedforward(net.weights, net.biases, net.hidden, net.objective.output, xb)[1])
+        parts.append(engine.outputs(xb)[1])
     return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
 
 
@@ -56,14 +56,14 @@ def _correct(output: str, a: Any, y: Any) -> Any:
 def evaluate_arrays(net: Any, x: Any, y: Any, batch_size: int = EVAL_BATCH) -> dict[str, Any]:
     """``evaluate`` on rows already validated and on the device (``net.as_features`` / ``as_targets``)."""
     batch_size = _check_batch(batch_size)
-    xp = net.xp
+    xp, engine = net.xp, net.engine()
     m = x.shape[0]
     total = xp.zeros((), dtype=net.dtype, device=net.device)
     correct = None
     for start in range(0, m, batch_size):
         stop = min(start + batch_size, m)
         xb, yb = x[start:stop, :], y[start:stop, :]
-        z, a, _ = bp.feedforward(net.weights, net.biases, net.hidden, net.objective.output, xb)
+        z, a = engine.outputs(xb)
         total = total + xp.sum(net.objective.per_example(z, a, yb))
         hits = _correct(net.output, a, yb)
         if hits is not None:

@@ -11,7 +11,9 @@ Structure (every list has one entry per completed epoch, in order)::
     grad_norms    [[float per layer], …]     mean over the epoch's batches of ‖∂C/∂W^l‖_F, l = 1…L−1
                                              ([] when record_grad_norms=False)
 
-plus ``stopped_epoch`` / ``best_epoch`` (early stopping; None otherwise). ``history["cost"]`` reads a
+plus ``stopped_epoch`` / ``best_epoch`` (early stopping; None otherwise) and, only in a checkpoint
+written by an interrupted ``fit``, ``partial``: the epoch in progress, its batches done and the sums
+over them (so a resume finishes that epoch exactly as an uninterrupted run would). ``history["cost"]`` reads a
 column; ``to_dict()`` gives plain lists (JSON-ready), ``History.from_dict`` reverses it.
 """
 
@@ -29,6 +31,7 @@ class History:
         self.columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
         self.best_epoch: int | None = None
         self.stopped_epoch: int | None = None
+        self.partial: dict[str, Any] | None = None
 
     def append(self, **row: Any) -> None:
         unknown = set(row) - set(COLUMNS)
@@ -59,6 +62,8 @@ class History:
         out["grad_norms"] = [list(g) for g in self.columns["grad_norms"]]
         out["best_epoch"] = self.best_epoch
         out["stopped_epoch"] = self.stopped_epoch
+        if self.partial is not None:
+            out["partial"] = dict(self.partial)
         return out
 
     @classmethod
@@ -72,6 +77,10 @@ class History:
             history.columns[name] = values
         history.best_epoch = data.get("best_epoch")
         history.stopped_epoch = data.get("stopped_epoch")
+        partial = data.get("partial")
+        if partial is not None and not isinstance(partial, dict):
+            raise ValueError(f"history 'partial' must be a JSON object or null; got {partial!r:.60}.")
+        history.partial = partial
         return history
 
     def __repr__(self) -> str:

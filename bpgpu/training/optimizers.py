@@ -15,10 +15,17 @@ with identical arithmetic (so identical results, bit for bit; tested):
   operators, which saves most temporaries (≈ 20–60% of the update's time on the CPU). The returned
   lists hold the same (mutated) arrays, so rebinding stays correct. Anyone keeping a parameter or
   state array across a step must copy it (``fit`` does, for early stopping and divergence).
+
+The step engines (:mod:`bpgpu.engines`) keep parameters, gradients and state in flat buffers and
+call :meth:`Optimizer.begin_step` once per step, then :meth:`Optimizer.decay_flat` over the weights'
+slice and :meth:`Optimizer.update_flat` over (slices of) the whole buffer: the same operations in the
+same order as :meth:`Optimizer.step`, on ufuncs with ``out=`` (NumPy, CuPy), so the results are
+identical bit for bit (tested) while one update covers every layer with no temporary.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, Sequence
 
@@ -28,6 +35,20 @@ from bpgpu.errors import ConfigError
 from bpgpu.validation import check_positive
 from bpgpu.training.schedules import Schedule, as_schedule, schedule_config
 from bpgpu.training.schedules import from_config as schedule_from_config
+
+
+def same_device(a: Any, b: Any) -> bool:
+    """True when two arrays' devices are the same device (by identity or equality, never by name)."""
+    return a is b or a == b
+
+
+def _device_of(params: Sequence[Any]) -> Any:
+    """The parameters' device as the current one where the library has that notion (a CuPy
+    ``Device`` is a context manager: a user's own loop on cuda:1 then runs the update on device 1)."""
+    dev = getattr(params[0], "device", None) if params else None
+    if type(dev).__module__.split(".")[0] == "cupy" and hasattr(dev, "__enter__"):
+        return dev
+    return contextlib.nullcontext()
 
 
 def _zeros_like(p: Any) -> Any:
@@ -78,7 +99,7 @@ class Optimizer:
         for name in self.state_names:
             current = self.state.get(name)
             fits = current is not None and len(current) == len(params) and all(
-                tuple(s.shape) == tuple(p.shape) and s.dtype == p.dtype and str(s.device) == str(p.device)
+                tuple(s.shape) == tuple(p.shape) and s.dtype == p.dtype and same_device(s.device, p.device)
                 for s, p in zip(current, params)
             )
             if not fits:
@@ -108,15 +129,22 @@ class Optimizer:
 
     # -- the update --------------------------------------------------------------------------------
     def step(
-        self, weights: Sequence[Any], biases: Sequence[Any], grad_w: Sequence[Any], grad_b: Sequence[Any]
+        self, weights: Sequence[Any], biases: Sequence[Any], grad_w: Sequence[Any], grad_b: Sequence[Any],
+        inplace: bool | None = None,
     ) -> tuple[list[Any], list[Any]]:
-        """One update with the current η; returns the new (weights, biases) lists."""
+        """One update with the current η; returns the new (weights, biases) lists. ``inplace``
+        overrides the optimizer's own setting for this call (False: the given arrays are left intact)."""
         params = list(weights) + list(biases)
-        grads = list(grad_w) + list(grad_b)
+        with _device_of(params):
+            return self._step(params, list(grad_w) + list(grad_b), len(weights), inplace)
+
+    def _step(self, params: list[Any], grads: list[Any], n: int, inplace: bool | None) -> tuple[list[Any], list[Any]]:
         self.ensure_state(params)
-        self.steps = getattr(self, "steps", 0) + 1
-        inplace = self.inplace if self.inplace is not None else all(is_writeable_array(p) for p in params)
-        n = len(weights)
+        self.begin_step()
+        if inplace is None:
+            inplace = self.inplace
+        if inplace is None:
+            inplace = all(is_writeable_array(p) for p in params)
         new = []
         for i, (p, g) in enumerate(zip(params, grads)):
             if i < n and self.weight_decay:
@@ -125,6 +153,23 @@ class Optimizer:
         return new[:n], new[n:]
 
     def _update(self, i: int, p: Any, g: Any, inplace: bool) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    # -- the flat-buffer update (step engines) -------------------------------------------------------
+    def begin_step(self) -> None:
+        """Count the step about to be taken (and fix its scalars, e.g. Adam's bias corrections)."""
+        self.steps = getattr(self, "steps", 0) + 1
+
+    def decay_flat(self, xp: Any, p: Any, g: Any, scratch: Any) -> None:
+        """g ← g + (λ/n) p over a slice of the *weights* (``scratch``: a buffer shaped like ``p``)."""
+        if self.weight_decay:
+            xp.multiply(p, self.weight_decay, out=scratch)
+            xp.add(g, scratch, out=g)
+
+    def update_flat(self, xp: Any, p: Any, g: Any, state: Sequence[Any], scratch: Any) -> None:
+        """The update of :meth:`step` over a slice ``p`` of the flat parameters, in place; ``state``:
+        the matching slices of the state buffers in the order of ``state_names``; ``g`` may be
+        overwritten. Subclasses that do not implement it are run by the engines through :meth:`step`."""
         raise NotImplementedError
 
 
@@ -166,6 +211,21 @@ class SGD(Optimizer):
             return p
         return p - self.lr * g
 
+    def update_flat(self, xp: Any, p: Any, g: Any, state: Sequence[Any], scratch: Any) -> None:
+        s = scratch
+        if self.momentum:
+            v = state[0]
+            v *= self.momentum                           # v ← μ v + g
+            v += g
+            if self.nesterov:
+                xp.multiply(v, self.momentum, out=s)     # g + μ v
+                xp.add(s, g, out=s)
+                g = s
+            else:
+                g = v
+        xp.multiply(g, self.lr, out=s)                   # p ← p − η g
+        xp.subtract(p, s, out=p)
+
     def config(self) -> dict[str, Any]:
         return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
@@ -198,12 +258,29 @@ class Adam(Optimizer):
         self.eps = float(eps)
         super().__init__(None if schedule is not None else lr, weight_decay, schedule, inplace)
 
-    def step(self, weights, biases, grad_w, grad_b):  # type: ignore[override]
-        self._t = getattr(self, "steps", 0) + 1  # the step about to be taken
+    def begin_step(self) -> None:
+        super().begin_step()
+        self._t = self.steps  # the step being taken
         b1, b2 = self.betas
         self._step_size = self.lr / (1.0 - b1**self._t)
         self._bc2_sqrt = math.sqrt(1.0 - b2**self._t)
-        return super().step(weights, biases, grad_w, grad_b)
+
+    def update_flat(self, xp: Any, p: Any, g: Any, state: Sequence[Any], scratch: Any) -> None:
+        b1, b2 = self.betas
+        m, v, s = state[0], state[1], scratch
+        m *= b1                                          # m ← β1 m + (1−β1) g
+        xp.multiply(g, 1.0 - b1, out=s)
+        m += s
+        v *= b2                                          # v ← β2 v + (1−β2) g²
+        xp.multiply(g, g, out=s)
+        s *= 1.0 - b2
+        v += s
+        xp.sqrt(v, out=s)                                # p ← p − η_t m / (√v/√(1−β2^t) + ε)
+        s /= self._bc2_sqrt
+        s += self.eps
+        xp.divide(m, s, out=s)
+        s *= self._step_size
+        xp.subtract(p, s, out=p)
 
     def _update(self, i: int, p: Any, g: Any, inplace: bool) -> Any:
         xp = array_namespace(p)
