@@ -119,7 +119,8 @@ def call(name: str, fn: Any, kind: str, args: tuple, kwargs: dict, seq: bool = F
                   for k, v in kwargs.items()}
         if isinstance(out, tuple):
             kwargs["out"] = tuple(unwrap(o, dev) for o in out)
-    res = fn(*np_args, **kwargs)
+    with np.errstate(all="ignore"):  # CuPy never warns about overflow, division by zero or invalid values
+        res = fn(*np_args, **kwargs)
     if out is not None:
         if not FUSE.depth:
             RECORDERS.op()
