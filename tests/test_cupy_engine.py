@@ -221,3 +221,51 @@ def test_fit_on_the_engine_equals_fit_on_numpy(cupy_double):
     np.testing.assert_allclose(h1.cost, h2.cost, rtol=1e-12)
     np.testing.assert_allclose(np.array(h1.grad_norms), np.array(h2.grad_norms), rtol=1e-11)
     assert max_scaled_difference(p2, p1) <= 1e-12
+
+
+def test_without_gradient_norms_a_step_is_one_operation_fewer(cupy_double):
+    net = bpgpu.MLP([784, 256, 256, 10], "relu", dtype="float32", seed=0, device="cuda:0")
+    x, y = make_data([784, 256, 256, 10], "softmax", 32, np.random.default_rng(0))
+    eng = make_engine(net, bpgpu.SGD(0.1, momentum=0.9), StepConfig(batch_size=16, record_grad_norms=False))
+    xd, yd = net.as_features(x.astype(np.float32)), net.as_targets(y, 32)
+    idx = cupy_double.cupy.asarray(np.arange(32))
+    eng.start_epoch()
+    eng.step(xd, yd, idx[:16])
+    with cupy_double.record() as rec:
+        eng.step(xd, yd, idx[16:])
+    assert rec.n_ops == 22 and rec.n_syncs == 0, rec.report()
+    assert eng.end_epoch().grad_norm_sums == []
+
+
+def test_divergence_on_cuda_1_names_the_step_and_keeps_the_weights_from_before_it(cupy_double):
+    """fit's replay from the host snapshot (the CuPy engine checks no step on the host) finds the same
+    epoch and batch as the NumPy engine, which refuses the bad step before applying it."""
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(40, 3)) * 10, rng.normal(size=(40, 2)) * 10
+    errors, kept = [], []
+    for device in ("cpu", "cuda:1"):
+        net = bpgpu.MLP([3, 8, 2], hidden="relu", output="identity", dtype="float64", seed=0, device=device)
+        with pytest.raises(bpgpu.DivergenceError) as info:
+            net.fit(x, y, 30, 8, optimizer=bpgpu.SGD(1e20), seed=0, progress=False)
+        errors.append((info.value.epoch, info.value.batch))
+        kept.append([to_host(p) for p in net.weights + net.biases])
+        assert all(np.all(np.isfinite(a)) for a in kept[-1])
+    assert errors[0] == errors[1]
+    for a, b in zip(*kept):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_checkpoint_and_resume_on_cuda_1_equal_one_run(cupy_double, tmp_path):
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(45, 5)), rng.integers(0, 3, size=45)
+    kw = dict(hidden="tanh", dtype="float64", device="cuda:1")
+    whole = bpgpu.MLP([5, 8, 3], seed=0, **kw)
+    h_whole = whole.fit(x, y, epochs=4, batch_size=8, optimizer=bpgpu.Adam(0.01), seed=2, progress=False)
+    first = bpgpu.MLP([5, 8, 3], seed=0, **kw)
+    first.fit(x, y, epochs=2, batch_size=8, optimizer=bpgpu.Adam(0.01), seed=2, progress=False,
+              checkpoint=tmp_path / "ck-{epoch}.npz")
+    resumed = bpgpu.MLP([5, 8, 3], seed=9, **kw)
+    h = resumed.fit(x, y, epochs=4, batch_size=8, resume=tmp_path / "ck-2.npz", progress=False)
+    assert resumed.backend.label == "cuda:1" and h.cost == h_whole.cost
+    for a, b in zip(whole.weights + whole.biases, resumed.weights + resumed.biases):
+        np.testing.assert_array_equal(to_host(a), to_host(b))
