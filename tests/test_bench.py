@@ -242,11 +242,10 @@ def test_bpgpu_row_calls_fit_with_its_defaults(monkeypatch):
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(MLP, "fit", spy)
-    monkeypatch.setattr(RawStepRunner, "run", lambda self, steps: None)  # the diagnostic row must not call fit
     rec = run_suite(_tiny_config(workloads=["W2"], devices=["cpu"], sweep=False, repeats=3), log=lambda m: None)
     row = next(r for r in rec["results"] if r["contender"] == "bpgpu numpy")
     assert row["status"] == "ok" and "MLP.fit" in row["describe"]["runs"]
-    assert len(calls) == 1 + 3 + 1  # warm-up, 3 timed repeats, the inline memory pass
+    assert len(calls) == 1 + 3 + 1  # warm-up, 3 timed repeats, the inline memory pass (the raw row: none)
     for kw in calls:
         assert kw["epochs"] == 1 and kw["progress"] is False and kw["batch_size"] == TINY["W2"].batch
         assert not {"shuffle", "record_grad_norms", "seed"} & set(kw)  # fit's defaults stay on
@@ -265,6 +264,16 @@ def test_fit_runner_history_records_cost_and_gradient_norms():
     assert len(history) == 1 and np.isfinite(row["cost"]) and row["cost"] > 0
     assert len(row["grad_norms"]) == len(wl.sizes) - 1 and all(g > 0 for g in row["grad_norms"])
     assert all(not np.array_equal(a, b) for a, b in zip(before, r.state["net"].weights))
+
+
+def test_raw_step_diagnostic_drives_the_engine_in_order():
+    wl = TINY["W2"]
+    x, labels, onehot = make_data(wl, 4 * wl.batch, "float64")
+    r = RawStepRunner("cpu")
+    r.setup(wl, "float64", x, labels, onehot)
+    r.run(3)
+    assert r.state["stats"].batches == 3 and r.state["stats"].grad_norm_sums == []
+    assert "diagnostic" in r.name and "diagnostic" in r.describe()["note"]
 
 
 def test_reference_loop_shuffles_and_computes_every_batch_cost(monkeypatch):

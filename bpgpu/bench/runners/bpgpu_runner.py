@@ -19,9 +19,6 @@ from bpgpu.bench.runners.base import CupyPoolMemory, Runner, cupy_skip_reason
 from bpgpu.bench.workloads import Workload
 
 
-OUT_BUFFERS_FROM = 1_000_000  # parameters; below this a step's arrays come from NumPy's small-block cache
-
-
 class _OnDevice(CupyPoolMemory, Runner):
     """Shared set-up: the MLP of the workload (seed 0) and the data validated and moved to its device once."""
 
@@ -84,8 +81,7 @@ class BpgpuRunner(_OnDevice):
 
 class RawStepRunner(_OnDevice):
     """Diagnostic: the step engine's steps on consecutive batches, without fit's loop around them
-    (no shuffle, no gradient norms, no divergence replay; one host read at the end). Where the engine
-    is not there (an older tree) it is raw backprop + in-place SGD."""
+    (no shuffle, no gradient norms, no divergence replay; one host read at the end)."""
 
     kind = "bpgpu raw step (diagnostic)"
 
@@ -95,62 +91,27 @@ class RawStepRunner(_OnDevice):
             self.name = "bpgpu cupy raw step (diagnostic)"
 
     def setup(self, workload: Workload, dtype: str, x: np.ndarray, labels: np.ndarray, onehot: np.ndarray) -> None:
+        from bpgpu.engines import StepConfig, make_engine
         from bpgpu.training.optimizers import SGD
 
         net, xs, ys = self._net_and_data(workload, dtype, x, onehot)
-        self.state = {"net": net, "x": xs, "y": ys, "wl": workload, "engine": None, "out": None}
-        try:
-            from bpgpu.engines import make_engine
-            from bpgpu.engines.base import StepConfig
-        except ImportError:  # before the step engine: the raw math
-            self.state["opt"] = SGD(workload.lr, inplace=True if net.backend.name in ("numpy", "cupy") else None)
-            self.state["out"] = self._out_buffers(net)
-        else:
-            self.state["opt"] = SGD(workload.lr)
-            self.state["engine"] = make_engine(net, self.state["opt"],
-                                               StepConfig(batch_size=workload.batch, record_grad_norms=False))
-            self.state["idx"] = net.xp.arange(xs.shape[0], dtype=net.xp.int64, device=net.device)
+        engine = make_engine(net, SGD(workload.lr), StepConfig(batch_size=workload.batch, record_grad_norms=False))
+        idx = net.xp.arange(xs.shape[0], dtype=net.xp.int64, device=net.device)
+        self.state = {"net": net, "x": xs, "y": ys, "wl": workload, "engine": engine, "idx": idx}
         net.backend.synchronize()
-
-    @staticmethod
-    def _out_buffers(net: Any) -> Any:
-        """Gradient buffers allocated once for large NumPy nets (backprop's ``out=``, where it has one)."""
-        import inspect
-
-        from bpgpu.math import backprop as bp
-
-        if (net.backend.name != "numpy" or net.num_parameters < OUT_BUFFERS_FROM
-                or "out" not in inspect.signature(bp.backprop).parameters):
-            return None
-        xp = net.xp
-        return ([xp.empty(w.shape, dtype=w.dtype) for w in net.weights],
-                [xp.empty(b.shape, dtype=b.dtype) for b in net.biases])
 
     def run(self, steps: int) -> None:
         s = self.state
-        net, x, y, m, engine = s["net"], s["x"], s["y"], s["wl"].batch, s["engine"]
-        if engine is not None:
-            engine.start_epoch()
-            for i in range(steps):
-                engine.step(x, y, s["idx"][i * m:(i + 1) * m])
-            s["stats"] = engine.end_epoch()  # the one device->host read
-            return
-        from bpgpu.math import backprop as bp
-
-        opt, out = s["opt"], s["out"]
-        weights, biases, hidden, objective = net.weights, net.biases, net.hidden, net.objective
-        extra = {"out": out} if out is not None else {}
+        x, y, m, engine, idx = s["x"], s["y"], s["wl"].batch, s["engine"], s["idx"]
+        engine.start_epoch()
         for i in range(steps):
-            _, gw, gb = bp.backprop(weights, biases, hidden, objective, x[i * m:(i + 1) * m], y[i * m:(i + 1) * m],
-                                    **extra)
-            weights[:], biases[:] = opt.step(weights, biases, gw, gb)
-        net.backend.synchronize()
+            engine.step(x, y, idx[i * m:(i + 1) * m])
+        s["stats"] = engine.end_epoch()  # the one device->host read
 
     def describe(self) -> dict[str, Any]:
         import bpgpu
 
         engine = self.state["engine"]
-        how = (f"step engine {type(engine).__module__}.{type(engine).__name__}, record_grad_norms=False"
-               if engine is not None else "raw backprop + " + repr(self.state["opt"]))
-        return {"library": f"bpgpu {bpgpu.__version__}", "update": how,
+        return {"library": f"bpgpu {bpgpu.__version__}",
+                "update": f"{type(engine).__module__}.{type(engine).__name__}, SGD(η), record_grad_norms=False",
                 "note": "diagnostic, not what fit runs: no shuffle, norms or divergence check"}
