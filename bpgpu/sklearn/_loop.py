@@ -1,6 +1,6 @@
 """scikit-learn's stochastic training loop (``BaseMultilayerPerceptron._fit_stochastic``), on any backend.
 
-Per epoch: the sample order is reshuffled with ``sklearn.utils.shuffle`` and the estimator's
+Per epoch: the sample order is reshuffled as ``sklearn.utils.shuffle`` does it, with the estimator's
 ``RandomState``; batches of ``batch_size`` rows (``'auto'`` = min(200, n)) each take one step
 (:mod:`bpgpu.sklearn._step`). The epoch's loss is scikit-learn's: Σ_b m_b (C_b + α‖W_b‖²/2S_b) / n, with
 ‖W_b‖² taken before batch b's update; both sums stay on the device and are read once per epoch.
@@ -8,6 +8,11 @@ Stopping: when the loss (or, with ``early_stopping``, the validation score) has 
 for more than ``n_iter_no_change`` epochs, 'adaptive' SGD divides η by 5 (until η ≤ 1e-6) and every
 other setting stops; 'invscaling' sets η = η0 / (t + 1)^power_t after each epoch, t = samples seen.
 Reaching ``max_iter`` warns with :class:`~sklearn.exceptions.ConvergenceWarning`.
+
+η's rules are those of :class:`bpgpu.schedules.InvScaling` (used here, with t_ as its step count: t_
+carries over between warm-started fits and partial_fit calls) and :class:`bpgpu.schedules.ReduceOnPlateau`
+(not used: scikit-learn's one no-improvement counter drives both stopping and η/5, and with
+``early_stopping`` it watches R² or accuracy, scores the plateau schedule does not read).
 """
 
 from __future__ import annotations
@@ -18,12 +23,12 @@ from typing import Any
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import gen_batches, shuffle
+from sklearn.utils import gen_batches
 
-from bpgpu.backend.arrays import to_backend, to_host
+from bpgpu.backend.arrays import to_backend
 from bpgpu.backend.floaterrors import quiet_float_errors
 from bpgpu.sklearn._step import Stepper
-from bpgpu.training.schedules import constant
+from bpgpu.training.schedules import InvScaling, constant
 
 
 def copy_parameters(net: Any) -> tuple[list[Any], list[Any]]:
@@ -47,7 +52,8 @@ def _set_lr(model: Any, lr: float) -> None:
     opt = model.optimizer
     if lr != model.lr and "velocity" in opt.state:
         ratio = model.lr / lr
-        opt.state["velocity"] = [v * ratio for v in opt.state["velocity"]]
+        for v in opt.state["velocity"]:  # in place: an engine may hold them as views of one buffer
+            v *= ratio
     model.lr = lr
     opt.schedule = constant(lr)
     opt.set_epoch(0)
@@ -69,36 +75,40 @@ class Run:
             warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
         slices = list(gen_batches(n, batch_size))
         sw = data.sw_train_host
-        stepper = Stepper(model, st.alpha, st.beta_2, st.epsilon)
+        stepper = Stepper(model, st, batch_size)
         sample_idx = np.arange(n, dtype=np.int64)
         _set_lr(model, model.lr)
         est.n_iter_ = 0
         for _ in range(st.max_iter):
-            if est.shuffle:
-                sample_idx = shuffle(sample_idx, random_state=est._random_state)
+            if est.shuffle:  # sklearn.utils.shuffle(sample_idx, random_state=...), without its checks
+                order = np.arange(n)
+                est._random_state.shuffle(order)
+                sample_idx = sample_idx[order]
             idx = to_backend(sample_idx, net.backend, xp.int64)
-            cost_sum = xp.zeros((), dtype=net.dtype, device=net.device)
+            stepper.start_epoch()
             l2_sum = xp.zeros((), dtype=net.dtype, device=net.device)  # Σ_b m_b ‖W_b‖² / S_b
-            for sl in slices:
-                rows = idx[sl]
-                m_b = sl.stop - sl.start
-                xb = xp.take(data.x_train, rows, axis=0)
-                yb = xp.take(data.y_train, rows, axis=0)
-                if sw is None:
-                    total, sb = float(m_b), None
-                else:
-                    total = float(np.sum(sw[sample_idx[sl]]))
+            weighted_cost, before = 0.0, 0.0                              # Σ_b m_b C_b (sample weights)
+            try:
+                for sl in slices:
+                    m_b = sl.stop - sl.start
+                    total = float(m_b) if sw is None else float(np.sum(sw[sample_idx[sl]]))
                     if total <= 0.0:  # every weight in this batch is zero: nothing to learn from it
                         continue
-                    sb = xp.take(data.sw_train, rows, axis=0)
-                if st.alpha:
-                    l2_sum = l2_sum + _squared_norm(xp, net.weights) * (m_b / total)
-                cost_sum = cost_sum + stepper.step(xb, yb, sb, total) * m_b
-            cost, l2 = to_host(xp.stack([cost_sum, l2_sum])).tolist()
-            loss = (cost / data.cost_scale + 0.5 * st.alpha * l2) / n
-            if not math.isfinite(loss):
+                    if st.alpha:
+                        l2_sum = l2_sum + _squared_norm(xp, net.weights) * (m_b / total)
+                    stepper.step(data, idx[sl], total)
+                    if sw is not None:  # the engine sums S_b C_b; scikit-learn's loss sums m_b C_b
+                        now = stepper.end_epoch().cost_sum
+                        weighted_cost, before = weighted_cost + (now - before) * m_b / total, now
+                stats = stepper.end_epoch()
+                cost = stats.cost_sum if sw is None else weighted_cost
+                loss = (cost / data.cost_scale + 0.5 * st.alpha * float(l2_sum)) / n
+                finite = stats.finite and math.isfinite(loss)
+            except FloatingPointError:
+                finite, loss = False, float("nan")
+            if not finite:
                 raise ValueError(
-                    f"{type(est).__name__}: training diverged (loss {loss} in epoch {est.n_iter_ + 1}): the solver "
+                    f"{type(est).__name__}: training diverged in epoch {est.n_iter_ + 1} (loss {loss}): the solver "
                     "produced non-finite parameter weights. Scale the inputs (StandardScaler) or lower "
                     f"learning_rate_init (now {st.learning_rate_init:g})."
                 )
@@ -109,8 +119,8 @@ class Run:
             if est.verbose:
                 print("Iteration %d, loss = %.8f" % (est.n_iter_, loss))
             self._update_no_improvement_count()
-            if st.solver == "sgd" and st.learning_rate == "invscaling":
-                _set_lr(model, st.learning_rate_init / (est.t_ + 1) ** st.power_t)
+            if st.solver == "sgd" and st.learning_rate == "invscaling":  # η0 / (t_ + 1)^power_t
+                _set_lr(model, InvScaling(st.learning_rate_init, st.power_t)(est.t_))
             if est._no_improvement_count > st.n_iter_no_change:
                 if not self._trigger_lr_drop():
                     break
