@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Sequence
 
 import math
 
 from bpgpu.backend.arrays import to_backend, to_host
 from bpgpu.backend.device import Backend, resolve
+from bpgpu.backend.precision import network_precision, tf32_requested
 from bpgpu.backend.random import default_init, initial_parameters
 from bpgpu.engines import make_engine
 from bpgpu.math import backprop as bp
@@ -25,6 +27,9 @@ class MLP:
     ``cost`` ∈ cross_entropy, quadratic (default: cross-entropy, quadratic for an identity output).
     ``device``: "cpu", "gpu", "cuda:N", "auto", or a device object of the library passed as ``xp``
     (default: ``BPGPU_DEVICE``, else "cpu"). ``seed`` fixes the initial weights on every backend.
+    ``tf32``: float32 matrix products in TF32 on a GPU (default off, or ``BPGPU_TF32=1``);
+    ``precision="mixed16"`` / ``"mixedbf16"``: float16 / bfloat16 math with float32 master weights and
+    dynamic loss scaling (bpgpu/engines/mixed.py).
     """
 
     def __init__(
@@ -38,6 +43,8 @@ class MLP:
         seed: int | None = None,
         xp: Any = None,
         init: str | None = None,
+        tf32: bool | None = None,
+        precision: str | None = None,
     ) -> None:
         self.sizes = check_sizes(sizes)
         self.hidden = hidden_activation(hidden)
@@ -48,8 +55,9 @@ class MLP:
                 "output='softmax' with a single output unit always outputs 1 and cannot learn; "
                 "use output='sigmoid' for one unit (binary), or give the output layer one unit per class."
             )
-        self.backend: Backend = resolve(device, xp)
+        self.backend: Backend = replace(resolve(device, xp), tf32=tf32_requested(tf32))
         self.dtype = self.backend.dtype(dtype)
+        self.precision = network_precision(precision, self.dtype_name, self.backend)
         self.init = init if init is not None else default_init(self.hidden.name)
         self.seed = check_seed(seed)
         host_w, host_b = initial_parameters(self.sizes, self.init, seed)
@@ -92,21 +100,26 @@ class MLP:
     def __repr__(self) -> str:
         return (
             f"MLP({self.sizes}, hidden={self.hidden.name!r}, output={self.output!r}, cost={self.cost_name!r}, "
-            f"dtype={self.dtype_name!r}, device={self.backend.label!r})"
+            f"dtype={self.dtype_name!r}, device={self.backend.label!r}"
+            + (f", precision={self.precision!r}" if self.precision.startswith("mixed") else "")
+            + (", tf32=True" if self.backend.tf32 else "") + ")"
         )
 
     # -- inputs ------------------------------------------------------------------------------------
-    def as_features(self, x: Any, name: str = "x") -> Any:
-        """``x`` validated and on this network's device and dtype (host data is copied once)."""
-        return check_features(x, self.backend, self.sizes[0], self.dtype, name)
+    def as_features(self, x: Any, name: str = "x", check: bool = True) -> Any:
+        """``x`` validated and on this network's device and dtype (host data is copied once).
+        ``check=False``: an array already on the device is not read back for NaN/inf (no host sync)."""
+        return check_features(x, self.backend, self.sizes[0], self.dtype, name, check)
 
-    def as_targets(self, y: Any, m: int, name: str = "y") -> Any:
-        """``y`` as (m, n_L) float rows on this device: one-hot/target rows or integer class labels."""
-        return check_targets(y, self.backend, m, self.sizes[-1], self.output, self.dtype, name, self.cost_name)
+    def as_targets(self, y: Any, m: int, name: str = "y", check: bool = True) -> Any:
+        """``y`` as (m, n_L) float rows on this device: one-hot/target rows or integer class labels.
+        ``check=False``: device arrays are not read back (finiteness, label range, probabilities)."""
+        return check_targets(y, self.backend, m, self.sizes[-1], self.output, self.dtype, name, self.cost_name,
+                             check)
 
-    def _batch(self, x: Any, y: Any) -> tuple[Any, Any]:
-        x = self.as_features(x)
-        return x, self.as_targets(y, x.shape[0])
+    def _batch(self, x: Any, y: Any, check: bool = True) -> tuple[Any, Any]:
+        x = self.as_features(x, check=check)
+        return x, self.as_targets(y, x.shape[0], check=check)
 
     # -- the math (through this network's step engine, bpgpu.engines) ------------------------------
     def engine(self) -> Any:
@@ -123,12 +136,16 @@ class MLP:
         with self.backend.activate():
             return self.engine().outputs(self.as_features(x))[1]
 
-    def backprop(self, x: Any, y: Any, sample_weight: Any = None) -> tuple[float, list[Any], list[Any]]:
+    def backprop(
+        self, x: Any, y: Any, sample_weight: Any = None, check: bool = True,
+    ) -> tuple[float, list[Any], list[Any]]:
         """``(cost, grad_weights, grad_biases)`` of the batch: the mean cost (a float) and ∂C/∂W^l,
         ∂C/∂b^l (BP1–BP4), shaped like ``weights`` / ``biases`` and on the network's device.
-        ``sample_weight`` (one ≥ 0 per row): the weighted mean cost Σ w_i C_i / Σ w_i and its gradients."""
+        ``sample_weight`` (one ≥ 0 per row): the weighted mean cost Σ w_i C_i / Σ w_i and its gradients.
+        ``check=False``: device arrays are not read back for their values (your own loop over batches
+        already on the GPU: the cost is then the call's only host sync)."""
         with self.backend.activate():
-            x, y = self._batch(x, y)
+            x, y = self._batch(x, y, check)
             if sample_weight is not None:
                 from bpgpu.training.loop import sample_weights
 
@@ -143,10 +160,10 @@ class MLP:
             cost, grad_w, grad_b = bp.backprop_per_example(self.weights, self.biases, self.hidden, self.objective, x, y)
             return float(cost), grad_w, grad_b
 
-    def cost(self, x: Any, y: Any) -> float:
-        """The mean cost of a batch."""
+    def cost(self, x: Any, y: Any, check: bool = True) -> float:
+        """The mean cost of a batch (``check``: as for :meth:`backprop`)."""
         with self.backend.activate():
-            x, y = self._batch(x, y)
+            x, y = self._batch(x, y, check)
             return float(self.engine().cost(x, y))
 
     # -- training, inference, saving (thin: the work is in bpgpu.training and bpgpu.io) ------------
@@ -166,12 +183,14 @@ class MLP:
             sample_weight=sample_weight,
         )
 
-    def evaluate(self, x: Any, y: Any, batch_size: int = 4096) -> dict[str, Any]:
-        """``{"cost", "accuracy", "n"}`` on (x, y), computed in batches (accuracy None for regression)."""
-        from bpgpu.training.evaluate import evaluate
+    def evaluate(self, x: Any, y: Any, batch_size: int = 4096, check: bool = True) -> dict[str, Any]:
+        """``{"cost", "accuracy", "n"}`` on (x, y), computed in batches (accuracy None for regression);
+        ``check``: as for :meth:`backprop`."""
+        from bpgpu.training.evaluate import evaluate_arrays
 
         with self.backend.activate():
-            return evaluate(self, x, y, batch_size)
+            x, y = self._batch(x, y, check)
+            return evaluate_arrays(self, x, y, batch_size)
 
     def predict(self, x: Any, batch_size: int = 4096) -> Any:
         """Class labels (argmax over several units, ≥ 0.5 for one sigmoid unit) or raw outputs (identity)."""
@@ -217,7 +236,7 @@ class MLP:
 
     def to(self, device: Any = None, xp: Any = None, dtype: str | None = None) -> "MLP":
         """Move the parameters to another device / array library (and optionally dtype), in place."""
-        backend = resolve(device, xp)
+        backend = replace(resolve(device, xp), tf32=self.backend.tf32)  # TF32 goes with the network
         host_w, host_b = self.get_parameters()
         dtype = dtype if dtype is not None else self.dtype_name
         self.backend = backend

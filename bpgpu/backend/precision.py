@@ -183,3 +183,23 @@ def tf32_summary(report: dict[str, Any]) -> str:
         text += f"; CuPy now {ct} = {report.get('cublas_float32_compute_type', '?')}"
     text += f"; CUPY_TF32={report['CUPY_TF32']}"
     return text
+
+
+def network_precision(precision: Any, dtype_name: str, backend: Any) -> str:
+    """What ``MLP(precision=...)`` stores: the dtype's name for plain training (None, or the dtype
+    itself), or a mixed precision checked against the masters' dtype and the backend (ConfigError)."""
+    if precision is None:
+        return dtype_name
+    precision = check_precision(precision)
+    if precision in ("float32", "float64"):
+        if precision != dtype_name:
+            raise ConfigError(f"precision={precision!r} contradicts dtype={dtype_name!r}; give one of them "
+                              f"(precision='mixed16' trains float32 masters with float16 math).")
+        return precision
+    if dtype_name != "float32":
+        raise ConfigError(f"precision={precision!r} keeps float32 master weights; the network has dtype="
+                          f"{dtype_name!r}: use dtype='float32'.")
+    from bpgpu.engines.mixed import compute_dtype
+
+    compute_dtype(backend, precision)  # the backend has the compute dtype, or a ConfigError says which do
+    return precision

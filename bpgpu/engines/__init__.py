@@ -41,4 +41,6 @@ def make_engine(net: Any, optimizer: Any = None, config: StepConfig | None = Non
     With an ``optimizer`` the engine trains (it may re-home the parameters and the optimizer state as
     views of flat buffers); without one it only computes gradients and outputs."""
     cls = importlib.import_module(GENERIC).Engine if generic else engine_class(net.backend.name)
+    if not generic and str(getattr(net, "precision", "")).startswith("mixed"):  # float16/bfloat16 math
+        cls = importlib.import_module("bpgpu.engines.mixed").Engine
     return cls(net, optimizer, config)
