@@ -118,3 +118,27 @@ def test_the_readme_links_the_projects_own_math_and_it_holds_what_the_code_cites
     for path in (root / "bpgpu").rglob("*.py"):  # every "MATH.md, "Section"" the code cites exists
         for section in re.findall(r'MATH\.md, "([^"]+)"', path.read_text(encoding="utf-8")):
             assert f"## {section}" in math, (path, section)
+
+
+def test_the_progress_line_keeps_every_field_in_80_columns_and_one_samples_per_second(monkeypatch):
+    """The bar's line (epoch, time left, cost, val_acc, samples/s) fits 80 columns; mid-epoch and
+    end-of-epoch samples/s are the same measure (rows / time of the epoch's steps)."""
+    from tqdm import tqdm
+
+    from bpgpu.training import progress as progress_module
+    from bpgpu.training.progress import BAR_FORMAT, Progress
+
+    line = tqdm.format_meter(1234, 2200, 3.1, ncols=80, prefix="epoch 100/100", bar_format=BAR_FORMAT,
+                             postfix="cost 0.1234 val_acc 0.9775 1,234,567 samples/s", unit="batch")
+    assert len(line) <= 80 and "val_acc 0.9775" in line and "samples/s" in line, line
+    clock = iter([0.0, 1.0, 2.0, 3.0])
+    monkeypatch.setattr(progress_module.time, "perf_counter", lambda: next(clock))
+    shown = []
+    bar = Progress(True, 1, 0, 2)
+    monkeypatch.setattr(bar.bar, "set_postfix_str", lambda text, refresh=True: shown.append(text))
+    bar.start_epoch(0)                                   # t = 0
+    bar.batch(0, 100, 0.5)                               # t = 1: 100 rows in 1 s
+    bar.batch(1, 300)                                    # t = 2: 300 rows in 2 s
+    bar.end_epoch({"cost": 0.4, "val_accuracy": 0.9, "val_cost": 0.3, "seconds": 30.0}, 300)  # validation excluded
+    bar.close()
+    assert shown[0].endswith(" 100 samples/s") and shown[-1] == "cost 0.4000 val_acc 0.9000 150 samples/s", shown
