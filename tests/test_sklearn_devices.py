@@ -5,6 +5,7 @@ a GPU unpickling on a machine without one."""
 
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
@@ -76,6 +77,28 @@ def test_fitted_on_a_gpu_unpickles_on_a_cpu_only_machine(cupy_double, iris, tmp_
         f"np.testing.assert_allclose(p, np.load({str(tmp_path / 'expected.npy')!r}), rtol=1e-12)\n"
         "assert clf._get_model().net.backend.label == 'cpu' and 'cupy' not in sys.modules\n"
     )
-    env = {k: v for k, v in __import__("os").environ.items() if k != "BPGPU_DEVICE"}
+    env = {k: v for k, v in os.environ.items() if k != "BPGPU_DEVICE"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_explicit_gpu_device_on_a_cpu_only_machine_says_how_to_use_the_cpu(cupy_double, iris, tmp_path):
+    X, y = iris
+    clf = MLPClassifier(random_state=0, max_iter=5, device="cuda:1").fit(X, y)
+    path = tmp_path / "clf.pkl"
+    path.write_bytes(pickle.dumps(clf))
+    script = (
+        "import pickle, numpy as np, bpgpu\n"
+        f"clf = pickle.loads(open({str(path)!r}, 'rb').read())\n"
+        "X = np.zeros((2, 4))\n"
+        "try:\n"
+        "    clf.predict(X)\n"
+        "except bpgpu.DeviceError as exc:\n"
+        "    assert \"set_params(device='cpu')\" in str(exc), exc\n"
+        "else:\n"
+        "    raise AssertionError('no DeviceError')\n"
+        "assert clf.set_params(device='cpu').predict(X).shape == (2,)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "BPGPU_DEVICE"}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
