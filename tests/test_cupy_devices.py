@@ -88,7 +88,7 @@ def test_optimizer_state_is_kept_across_steps_on_cuda_1(cupy_double):
 
 
 @pytest.mark.parametrize("how", ["cupy-device-0", "int-0", "cupy-device-1", "int-1", "compat-device-1",
-                                 "compat-none", "cupy-none", "device-object-alone", "int-alone"])
+                                 "compat-none", "cupy-none", "device-object-alone"])
 def test_xp_cupy_and_compat_cupy_take_device_objects_and_integers(cupy_double, how):
     import array_api_compat.cupy as compat_cupy
 
@@ -102,7 +102,6 @@ def test_xp_cupy_and_compat_cupy_take_device_objects_and_integers(cupy_double, h
         "compat-none": ({"xp": compat_cupy}, 0),
         "cupy-none": ({"xp": cupy}, 0),
         "device-object-alone": ({"device": cupy.cuda.Device(1)}, 1),
-        "int-alone": ({"device": 1}, 1),
     }[how]
     net = bpgpu.MLP([4, 6, 3], dtype="float64", seed=0, **kwargs)
     assert net.backend.label == f"cuda:{want}" and _on(net, want)
@@ -118,9 +117,11 @@ def test_xp_cupy_without_a_device_means_cupys_current_device(cupy_double):
     assert net.backend.label == "cuda:1"
 
 
-def test_a_missing_gpu_index_is_a_device_error(cupy_double):
+def test_a_missing_gpu_index_is_a_device_error_and_a_bare_integer_names_the_spelling(cupy_double):
     with pytest.raises(bpgpu.DeviceError, match=r"cuda:2 does not exist: this machine has 2 GPU"):
-        bpgpu.MLP([3, 2], device=2)
+        bpgpu.MLP([3, 2], xp=cupy_double.cupy, device=2)
+    with pytest.raises(bpgpu.ConfigError, match=r"device=1 is not understood.*device='cuda:1', or xp=cupy with device=1"):
+        bpgpu.MLP([3, 2], device=1)
 
 
 def test_arrays_given_on_another_gpu_are_refused_not_migrated(cupy_double):

@@ -219,15 +219,16 @@ def resolve(device: Any = None, xp: Any = None) -> Backend:
     if isinstance(device, str):
         return _from_string(device, "device")
     module = type(device).__module__.split(".")[0]
-    if module == "cupy" or _is_gpu_index(device):
+    if module == "cupy":
         return _cupy_from_device(device, "device")
     if module in ("torch", "array_api_strict"):
         import importlib
 
         return resolve(device, importlib.import_module(module))
+    hint = f" (GPU {device}: device='cuda:{device}', or xp=cupy with device={device})" if _is_gpu_index(device) else ""
     raise ConfigError(
         f"device={device!r} is not understood; expected one of {', '.join(VALID_DEVICES)} or a device "
-        "object of the library passed as xp=."
+        f"object of the library passed as xp={hint}."
     )
 
 
