@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 
-BAR_FORMAT = "{desc} |{bar:8}| <{remaining}{postfix}"
+BAR_FORMAT = "{desc}|{bar:8}| <{remaining}{postfix}"  # tqdm ends desc with ": "
 
 
 class Progress:
