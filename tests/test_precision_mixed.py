@@ -94,25 +94,55 @@ def test_the_scale_grows_after_a_run_of_good_steps():
     assert s.scale == 2.0**-24
 
 
-def _train(precision, hidden, lr, epochs=30, m=16):
-    net = _net(precision, hidden=hidden, seed=0)
-    eng = Mixed(net, SGD(lr), StepConfig(m)) if precision != "float32" else make_engine(net, SGD(lr), StepConfig(m))
-    x, y = net.as_features(XTR), net.as_targets(YTR, len(YTR))
-    rng = np.random.default_rng(0)
-    for _ in range(epochs):
-        eng.start_epoch()
-        order = rng.permutation(len(YTR))
-        for i in range(0, len(order) - m + 1, m):
-            eng.step(x, y, order[i:i + m])
-        eng.end_epoch()
-    return float(np.mean(np.argmax(eng.outputs(net.as_features(XTE))[1], axis=1) == YTE))
-
-
 @pytest.mark.parametrize("hidden,lr", [("sigmoid", 0.5), ("relu", 0.1)])
 def test_digits_accuracy_within_half_a_point_of_float32(hidden, lr):
-    acc32, acc16 = _train("float32", hidden, lr), _train("mixed16", hidden, lr)
-    assert acc32 > 0.93
-    assert abs(acc16 - acc32) <= 0.005, (acc16, acc32)
+    """What users run: fit on the bundled digits, float32 against mixed16 (same seed and batches)."""
+    acc = {}
+    for precision in (None, "mixed16"):
+        net = bpgpu.MLP([64, 30, 10], hidden=hidden, seed=0, precision=precision)
+        net.fit(XTR, YTR, 10, 16, optimizer=SGD(lr), progress=False, seed=0)
+        acc[precision] = net.evaluate(XTE, YTE)["accuracy"]
+        assert (type(net.engine()).__module__ == "bpgpu.engines.mixed") == (precision == "mixed16")
+    assert acc[None] > 0.93
+    assert abs(acc["mixed16"] - acc[None]) <= 0.005, acc
+
+
+def test_mlp_precision_argument():
+    net = bpgpu.MLP([4, 3, 2], precision="mixed16")
+    assert net.precision == "mixed16" and "precision='mixed16'" in repr(net)
+    assert bpgpu.MLP([4, 3, 2]).precision == "float32" and "precision" not in repr(bpgpu.MLP([4, 3, 2]))
+    assert bpgpu.MLP([4, 3, 2], dtype="float64", precision="float64").precision == "float64"
+    with pytest.raises(bpgpu.ConfigError, match="valid: float32, float64, mixed16, mixedbf16"):
+        bpgpu.MLP([4, 3, 2], precision="half")
+    with pytest.raises(bpgpu.ConfigError, match="float32 master weights"):
+        bpgpu.MLP([4, 3, 2], dtype="float64", precision="mixed16")
+    with pytest.raises(bpgpu.ConfigError, match="contradicts dtype='float32'"):
+        bpgpu.MLP([4, 3, 2], precision="float64")
+    with pytest.raises(bpgpu.ConfigError, match="mixedbf16.*torch"):
+        bpgpu.MLP([4, 3, 2], precision="mixedbf16")  # NumPy has no bfloat16 arithmetic
+    copy = net.copy()
+    assert copy.precision == "mixed16" and type(copy.engine()).__module__ == "bpgpu.engines.mixed"
+
+
+def test_fit_with_an_overflowing_scale_keeps_finite_weights_and_trains():
+    """fit through the mixed engine from an absurd initial scale: the first steps overflow and are
+    skipped (the scale halves each time), then training proceeds; no NaN ever reaches the masters."""
+    from bpgpu.engines import mixed
+
+    net = bpgpu.MLP([64, 30, 10], seed=0, precision="mixed16")
+    real = mixed.LossScaler.__init__
+
+    def huge(self, scale=2.0**15, **kw):
+        real(self, scale=2.0**40, **kw)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(mixed.LossScaler, "__init__", huge)
+    try:
+        hist = net.fit(XTR, YTR, 3, 16, optimizer=SGD(0.5), progress=False, seed=0)
+    finally:
+        mp.undo()
+    assert all(np.isfinite(w).all() for w in net.get_parameters()[0])
+    assert hist.cost[-1] < hist.cost[0] and net.evaluate(XTE, YTE)["accuracy"] > 0.8
 
 
 def test_outputs_are_float32_from_a_float16_forward():
