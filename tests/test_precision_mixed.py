@@ -186,3 +186,13 @@ def test_mixed16_on_cupy_matches_the_cpu(gpu_cupy):
         eng.start_epoch()
         eng.step(xg, yg, gpu_cupy.arange(16))
         assert eng.end_epoch().finite and eng.skipped_steps == 0
+
+
+def test_bpgpu_train_precision_flag(capsys):
+    from bpgpu.cli.main import main
+
+    assert main(["train", "--epochs", "1", "--no-progress", "--sizes", "64,16,10", "--precision", "mixed16"]) == 0
+    out = capsys.readouterr().out
+    assert "precision='mixed16'" in out and "test accuracy" in out
+    assert main(["train", "--epochs", "1", "--precision", "mixed16", "--dtype", "float64"]) == 1
+    assert "--precision mixed16 keeps float32 master weights" in capsys.readouterr().err

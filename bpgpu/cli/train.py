@@ -47,6 +47,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="default 32")
     p.add_argument("--device", default=None, help="cpu, gpu, cuda:N, auto (default: BPGPU_DEVICE, else cpu)")
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"), help="default float32")
+    p.add_argument("--precision", default=None, choices=("float32", "float64", "mixed16", "mixedbf16"),
+                   help="mixed16: float16 math, float32 master weights, dynamic loss scaling (default: --dtype)")
+    p.add_argument("--tf32", action="store_true", default=None, help="float32 products in TF32 on a GPU (default off; BPGPU_TF32)")
     p.add_argument("--seed", type=int, default=0, help="initial weights and shuffling (default 0)")
     p.add_argument("--save", metavar="PATH", default=None, help="save the trained model (load with bpgpu.load)")
     p.add_argument("--mnist", metavar="DIR", default=None, help="train on MNIST IDX files in DIR instead of the digits")
@@ -155,6 +158,7 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
     _check_sizes(sizes, n_features, data.n_outputs, data_name)
     output = args.output or ("identity" if data.classes is None else None)  # regression: identity output
     net = bpgpu.MLP(sizes, hidden=args.hidden, output=output, cost=args.cost, dtype=args.dtype,
+                    precision=args.precision, tf32=args.tf32,
                     device=args.device, seed=args.seed)
     if net.output != "softmax" and net.sizes[-1] > 1 and data.classes is not None:  # sigmoid outputs learn one-hot rows
         import numpy as np
