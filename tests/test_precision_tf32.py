@@ -168,3 +168,27 @@ def test_a_backend_activates_its_tf32_choice_with_its_device(monkeypatch):
     assert state["float32"] == 1
     with off.activate():
         assert state["float32"] == 1
+
+
+@pytest.mark.gpu
+def test_mlp_tf32_is_in_force_during_the_networks_own_operations(cupy_double, monkeypatch):
+    """MLP(tf32=True) on the CuPy test double, given CuPy's compute-type API (faked): the network's
+    matrix products run under COMPUTE_TYPE_TF32, everything else under what CuPy had before."""
+    module, state = fake_cupy_compute(decided=1)
+    monkeypatch.setattr(cupy_double.cupy, "_core", module._core, raising=False)
+    monkeypatch.delenv("BPGPU_TF32", raising=False)
+    x = np.random.default_rng(0).random((4, 3)).astype(np.float32)
+    net = bpgpu.MLP([3, 4, 2], device="cuda:0", tf32=True, seed=0)
+    assert net.backend.tf32 and "tf32=True" in repr(net)
+    during = []
+    engine = net.engine()
+    real = engine.outputs
+    monkeypatch.setattr(engine, "outputs", lambda xs: during.append(state["float32"]) or real(xs))
+    net.forward(x)
+    assert during == [7] and state["float32"] == 1
+    net.to("cuda:1")
+    assert net.backend.tf32 and net.copy().backend.tf32  # the choice travels with the network
+    plain = bpgpu.MLP([3, 4, 2], device="cuda:0", seed=0)
+    assert not plain.backend.tf32 and "tf32" not in repr(plain)
+    monkeypatch.setenv("BPGPU_TF32", "1")
+    assert bpgpu.MLP([3, 4, 2], device="cuda:0").backend.tf32
