@@ -279,3 +279,22 @@ def test_array_api_strict_device(iris, monkeypatch):
         reg = MLPRegressor(random_state=0, max_iter=10).fit(Xs, xp.astype(ys, xp.float64))
         out = reg.predict(Xs)
     assert out.device == dev and out.shape == (len(y),)
+
+
+def test_ctrl_c_ends_training_with_scikit_learns_warning(iris, monkeypatch):
+    from bpgpu.sklearn import _step
+
+    X, y = iris
+    real, calls = _step.Stepper.step, []
+
+    def step(self, *args):
+        calls.append(1)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(_step.Stepper, "step", step)
+    with pytest.warns(UserWarning, match="Training interrupted by user"):
+        clf = MLPClassifier(random_state=0, batch_size=50).fit(X, y)  # 3 batches per epoch
+    assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 1
+    assert clf.predict(X).shape == (150,) and len(clf.coefs_) == 2

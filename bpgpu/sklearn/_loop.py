@@ -132,8 +132,6 @@ class Run:
                     "Stochastic Optimizer: Maximum iterations (%d) reached and the optimization hasn't "
                     "converged yet." % st.max_iter, ConvergenceWarning,
                 )
-        if est.early_stopping and self.best is not None:
-            net.weights[:], net.biases[:] = list(self.best[0]), list(self.best[1])
 
     best: Any = None
 
@@ -179,5 +177,13 @@ class Run:
 
 
 def run_epochs(est: Any, settings: Any, model: Any, data: Any, incremental: bool) -> None:
+    """The epochs of one fit / partial_fit; Ctrl-C ends them with scikit-learn's warning, keeping the model."""
     with model.net.backend.activate(), quiet_float_errors(model.net.backend):
-        Run(est, settings, model, data).epochs(incremental)
+        run = Run(est, settings, model, data)
+        try:
+            run.epochs(incremental)
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.")
+        if est.early_stopping and run.best is not None:  # the best validation score's parameters
+            net = model.net
+            net.weights[:], net.biases[:] = list(run.best[0]), list(run.best[1])
