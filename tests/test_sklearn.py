@@ -298,3 +298,18 @@ def test_ctrl_c_ends_training_with_scikit_learns_warning(iris, monkeypatch):
         clf = MLPClassifier(random_state=0, batch_size=50).fit(X, y)  # 3 batches per epoch
     assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 1
     assert clf.predict(X).shape == (150,) and len(clf.coefs_) == 2
+
+
+@pytest.mark.parametrize("Estimator", [MLPClassifier, MLPRegressor])
+@pytest.mark.parametrize("namespace, device, dtype", [
+    ("array_api_strict", "CPU_DEVICE", "float64"), ("array_api_strict", "device1", "float32"),
+    ("torch", "cpu", "float64"), ("torch", "cpu", "float32"),
+])
+def test_array_api_values_equal_the_numpy_fit(Estimator, namespace, device, dtype, monkeypatch):
+    """scikit-learn's stricter array-API check: attributes and every method's output equal the NumPy fit's."""
+    pytest.importorskip(namespace)
+    from sklearn.utils.estimator_checks import check_array_api_input_and_values
+
+    monkeypatch.setenv("SCIPY_ARRAY_API", "1")
+    check_array_api_input_and_values(Estimator.__name__, Estimator(max_iter=50), array_namespace=namespace,
+                                     device_name=device, dtype_name=dtype, check_sample_weight=True)
