@@ -17,7 +17,7 @@ from bpgpu.errors import (
 )
 from bpgpu.gradcheck import gradcheck
 from bpgpu.network import MLP
-from bpgpu.training import SGD, Adam, EarlyStopping, History, fit, schedules
+from bpgpu.training import SGD, Adam, AdamW, EarlyStopping, History, fit, schedules
 from bpgpu.io import load
 from bpgpu.training.resume import Resume
 from bpgpu import datasets
@@ -29,5 +29,5 @@ __all__ = [
     "MLP", "gradcheck", "default_device", "resolve", "Backend", "to_host", "to_backend",
     "BpgpuError", "ConfigError", "DataError", "DeviceError", "DeviceMismatchError",
     "DivergenceError", "ModelFileError", "OutOfMemoryError", "ShapeError", "TrainingInterrupted", "__version__",
-    "SGD", "Adam", "EarlyStopping", "History", "fit", "schedules", "load", "datasets", "plot_history", "Resume",
+    "SGD", "Adam", "AdamW", "EarlyStopping", "History", "fit", "schedules", "load", "datasets", "plot_history", "Resume",
 ]

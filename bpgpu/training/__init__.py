@@ -6,6 +6,6 @@ from bpgpu.training.early_stopping import EarlyStopping
 from bpgpu.training.evaluate import evaluate, predict, predict_proba
 from bpgpu.training.history import History
 from bpgpu.training.loop import fit
-from bpgpu.training.optimizers import SGD, Adam, Optimizer
+from bpgpu.training.optimizers import SGD, Adam, AdamW, Optimizer
 
-__all__ = ["SGD", "Adam", "Optimizer", "EarlyStopping", "History", "fit", "evaluate", "predict", "predict_proba", "schedules"]
+__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "EarlyStopping", "History", "fit", "evaluate", "predict", "predict_proba", "schedules"]

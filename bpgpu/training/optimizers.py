@@ -148,9 +148,13 @@ class Optimizer:
         new = []
         for i, (p, g) in enumerate(zip(params, grads)):
             if i < n and self.weight_decay:
-                g = g + self.weight_decay * p  # ∂C0/∂W + (λ/n) W   (weights only)
+                p, g = self._decay(p, g, inplace)  # weights only
             new.append(self._update(i, p, g, inplace))
         return new[:n], new[n:]
+
+    def _decay(self, p: Any, g: Any, inplace: bool) -> tuple[Any, Any]:
+        """Coupled L2: g ← ∂C0/∂W + (λ/n) W (AdamW overrides this with its decoupled decay)."""
+        return p, g + self.weight_decay * p
 
     def _update(self, i: int, p: Any, g: Any, inplace: bool) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
@@ -305,7 +309,42 @@ class Adam(Optimizer):
         return f"Adam(lr={self.schedule!r}, betas={self.betas}, eps={self.eps}, weight_decay={self.weight_decay})"
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam}
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019), as ``torch.optim.AdamW``:
+
+        W ← W (1 − η λ)      (weights only; λ = ``weight_decay``; nothing is added to the gradient)
+        then :class:`Adam`'s update with the plain gradient g.
+
+    Adam's coupled L2 puts λW into the moments, so the decay is rescaled by 1/√v; here every weight
+    shrinks by the same factor each step. Biases are not decayed (torch: a parameter group with
+    ``weight_decay=0`` for them). The default λ = 0.01 is torch's.
+    """
+
+    name = "adamw"
+
+    def __init__(
+        self, lr: float | Schedule | None = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+        weight_decay: float = 1e-2, schedule: Schedule | None = None, inplace: bool | None = None,
+    ) -> None:
+        super().__init__(lr, betas, eps, weight_decay, schedule, inplace)
+
+    def _decay(self, p: Any, g: Any, inplace: bool) -> tuple[Any, Any]:
+        factor = 1.0 - self.lr * self.weight_decay       # W ← W (1 − ηλ), before the Adam step (torch's order)
+        if inplace:
+            p *= factor
+            return p, g
+        return p * factor, g
+
+    def decay_flat(self, xp: Any, p: Any, g: Any, scratch: Any) -> None:
+        """W ← W (1 − ηλ) over a slice of the flat weights (the engines call it before update_flat)."""
+        if self.weight_decay:
+            p *= 1.0 - self.lr * self.weight_decay
+
+    def __repr__(self) -> str:
+        return f"AdamW(lr={self.schedule!r}, betas={self.betas}, eps={self.eps}, weight_decay={self.weight_decay})"
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
 
 
 def from_config(config: dict[str, Any]) -> Optimizer:
@@ -331,5 +370,5 @@ def make(name: str, lr: float | Schedule | None = None, **kwargs: Any) -> Optimi
     if key not in OPTIMIZERS:
         raise ConfigError(f"optimizer={name!r} is not one bpgpu knows; valid: {', '.join(OPTIMIZERS)}.")
     if lr is None:
-        lr = 1e-3 if key == "adam" else 0.1
+        lr = 1e-3 if key in ("adam", "adamw") else 0.1
     return OPTIMIZERS[key](lr, **kwargs)
