@@ -95,7 +95,7 @@ def _stand_ins(monkeypatch, tests_status="passed", w3_gemm=1.10, w3_torch=1.30, 
     monkeypatch.setattr(check_gpu, "parity", lambda device: check_gpu.__dict__["_real_parity"]("cpu"))
     monkeypatch.setattr(check_gpu, "bench", bench)
     monkeypatch.setattr(check_gpu, "mixed_rows", lambda device, log: check_gpu.__dict__["_real_mixed"](
-        "cpu", log, workloads=("W2",), steps={"W2": 3}))
+        "cpu", log, workloads=("W2",), steps={"W2": 3}, table=TINY))
     return seen
 
 
@@ -119,6 +119,9 @@ def test_the_report_path_writes_files_and_a_one_screen_summary(monkeypatch, tmp_
     assert "crossover (GPU faster than CPU from batch): W1 (width 16)" in summary
     assert "TF32 on: W3 fit epoch" in summary
     assert "mixed precision: W2 float32" in summary and "mixed precision: W2 mixed16" in summary
+    assert "ms/step" in summary.split("W2 mixed16")[1].splitlines()[0]
+    assert "W2 mixedbf16: skipped (ConfigError: precision='mixedbf16' needs bfloat16" in summary
+    print(summary)
     # the float32 pass covered W1-W3 on cpu+gpu with the sweep; the TF32 pass only the GPU rows
     assert seen[0].devices == ["cpu", "gpu"] and seen[0].workloads == ["W1", "W2", "W3"] and seen[0].sweep
     assert seen[1].devices == ["gpu"] and not seen[1].sweep

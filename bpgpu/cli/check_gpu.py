@@ -133,7 +133,7 @@ def bench(cfg: Any, log: Log) -> dict[str, Any]:
 
 
 def mixed_rows(device: str, log: Log, workloads: tuple[str, ...] = ("W2", "W3"),
-               steps: dict[str, int] | None = None) -> list[dict[str, Any]]:
+               steps: dict[str, int] | None = None, table: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """``fit`` for one epoch over a few batches in each precision of :data:`MIXED`: seconds per step,
     the ratio to float32 and the last cost (mixed precision must train, not only run fast)."""
     from bpgpu import MLP
@@ -142,7 +142,7 @@ def mixed_rows(device: str, log: Log, workloads: tuple[str, ...] = ("W2", "W3"),
 
     rows = []
     for name in workloads:
-        wl = WORKLOADS[name]
+        wl = (table or WORKLOADS)[name]
         n = (steps or {"W3": 8}).get(name, 50)
         x, labels, _ = make_data(wl, n * wl.batch, "float32")
         base = None
@@ -293,7 +293,7 @@ def write(result: dict[str, Any], out_dir: pathlib.Path) -> dict[str, str]:
     paths: dict[str, str] = {}
     for key, sub in (("bench", "float32"), ("bench_tf32", "tf32")):
         if result.get(key):
-            for kind, path in write_all(result[key], out_dir / sub).items():
+            for kind, path in write_all(result[key], out_dir / sub, plot_png=sub == "float32").items():  # the sweep plot
                 paths[f"{sub} {kind}"] = path
     for name, text in (("check-gpu.json", json.dumps(result, indent=1, default=str) + "\n"),
                        ("check-gpu.md", markdown(result))):
@@ -331,7 +331,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         off, on = _row(result.get("bench"), name, FIT_GPU), _row(result.get("bench_tf32"), name, FIT_GPU)
         if off and on:
             lines.append(f"TF32 on: {name} fit epoch {on['epoch_s']:.3g} s vs {off['epoch_s']:.3g} s in float32 "
-                         f"({off['epoch_s'] / on['epoch_s']:.2f}x)")
+                         f"(speedup {off['epoch_s'] / on['epoch_s']:.2f}x)")
     for r in result.get("mixed") or []:
         if r["status"] == "ok":
             lines.append(f"mixed precision: {r['workload']} {r['precision']:<9} {r['step_s'] * 1e3:8.2f} ms/step"
