@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from bpgpu.backend.arrays import to_host
+from bpgpu.backend.arrays import to_backend, to_host
 from bpgpu.network import MLP
 from bpgpu.training.optimizers import SGD, Adam
+from bpgpu.training.optimizers import from_config as optimizer_from_config
 
 # scikit-learn's out_activation_ -> (bpgpu output, bpgpu cost)
 OUTPUTS = {"softmax": ("softmax", "cross_entropy"), "logistic": ("sigmoid", "cross_entropy"),
@@ -62,12 +63,14 @@ class Model:
 
     # -- pickling: host arrays only, so a model fitted on a GPU unpickles on a CPU-only machine ----
     def host_state(self) -> dict[str, Any]:
+        """The network's configuration and parameters, the optimizer's configuration, state and step
+        count (the core's checkpoint pieces), all as plain Python / NumPy objects."""
         weights, biases = self.net.get_parameters()
         opt = self.optimizer
         return {
             "config": self.net.config(), "weights": weights, "biases": biases, "lr": self.lr,
-            "optimizer": optimizer_without_state(opt), "optimizer_state": {k: [to_host(a).copy() for a in v] for k, v in opt.state.items()},
-            "optimizer_steps": int(getattr(opt, "steps", 0)),
+            "optimizer": opt.config(), "optimizer_scalars": opt.scalars(),
+            "optimizer_state": {k: [to_host(a).copy() for a in v] for k, v in opt.state.items()},
         }
 
     @classmethod
@@ -76,18 +79,11 @@ class Model:
         net = MLP(cfg["sizes"], hidden=cfg["hidden"], output=cfg["output"], cost=cfg["cost"], dtype=cfg["dtype"],
                   device=backend, seed=0)
         net.set_parameters(state["weights"], state["biases"])
-        opt = state["optimizer"]
-        from bpgpu.backend.arrays import to_backend
-
-        opt.state = {k: [to_backend(a, net.backend, net.dtype, copy=True) for a in v]
-                     for k, v in state["optimizer_state"].items()}
-        opt.steps = state["optimizer_steps"]
+        opt = optimizer_from_config(state["optimizer"])
+        arrays = {k: [to_backend(a, net.backend, net.dtype, copy=True) for a in v]
+                  for k, v in state["optimizer_state"].items()}
+        if opt.state_names:
+            opt.load_state(arrays, state["optimizer_scalars"])
+        else:
+            opt.steps = int(state["optimizer_scalars"].get("steps", 0))
         return cls(net, opt, state["lr"])
-
-
-def optimizer_without_state(opt: Any) -> Any:
-    """A shallow copy of ``opt`` with its device arrays dropped (they travel as host copies)."""
-    new = object.__new__(type(opt))
-    new.__dict__.update(opt.__dict__)
-    new.state = {}
-    return new
