@@ -142,3 +142,12 @@ def test_the_progress_line_keeps_every_field_in_80_columns_and_one_samples_per_s
     bar.end_epoch({"cost": 0.4, "val_accuracy": 0.9, "val_cost": 0.3, "seconds": 30.0}, 300)  # validation excluded
     bar.close()
     assert shown[0].endswith(" 100 samples/s") and shown[-1] == "cost 0.4000 val_acc 0.9000 150 samples/s", shown
+
+
+def test_ctrl_c_outside_training_is_one_line_and_130(capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("bpgpu.cli.train_options.load_data", interrupted)
+    code, _, err = _run(capsys, "--no-progress")
+    assert code == 130 and err.strip() == "bpgpu train: interrupted (SIGINT); nothing was saved."

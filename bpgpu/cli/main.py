@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except (BpgpuError, OSError) as exc:  # our errors and missing/unwritable files: a message, no traceback
         print(f"bpgpu {args.command}: error: {cli_syntax(str(exc))}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C outside training (loading data, evaluating): one line, no traceback
+        print(f"bpgpu {args.command}: interrupted (SIGINT); nothing was saved.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover
