@@ -146,7 +146,6 @@ class Engine(BaseEngine):
         gviews = lay.views(self.G)
         self.GW, self.GB = gviews[:L], gviews[L:]
         self.GW_flat = lay.flat_views(self.G)[:L]
-        self.GB_region = self.G[lay.weights_end:lay.size]
         optimizer.ensure_state(views)
         self.S: dict[str, Any] = {}
         for name in optimizer.state_names:
@@ -164,8 +163,8 @@ class Engine(BaseEngine):
                         for a, b in _ranges(0, lay.size, span)]
         self._decay_chunks = [(self.P[a:b], self.Gp[a:b], self.scratch[:b - a])
                               for a, b in _ranges(0, lay.weights_end, span)]
-        self._sq = np.zeros(L, np.float64)
-        self._norm_acc = np.zeros(L, np.float64)
+        self.GW_region = self.Gp[:lay.weights_end]
+        self._norm_sums = [0.0] * L
         self._ws = self.workspace(self.config.batch_size)
 
     def workspace(self, rows: int) -> Workspace:
@@ -179,19 +178,19 @@ class Engine(BaseEngine):
     # -- the epoch ---------------------------------------------------------------------------------
     def start_epoch(self) -> None:
         self._cost_sum, self._weight_sum, self._batches = 0.0, 0.0, 0
-        self._norm_acc[:] = 0.0
+        self._norm_sums = [0.0] * self.layers      # Python floats: float64 sums, no call per layer
         self._last_cost = 0.0
 
     def end_epoch(self) -> EpochStats:
         probe = float(np.add.reduce(self.P, dtype=np.float64))
         finite = math.isfinite(self._cost_sum) and math.isfinite(probe)
-        norms = self._norm_acc.tolist() if self.config.record_grad_norms else []
+        norms = list(self._norm_sums) if self.config.record_grad_norms else []
         return EpochStats(self._cost_sum, self._weight_sum, self._batches, finite, norms)
 
     def load_epoch(self, stats: EpochStats) -> None:
         self._cost_sum, self._weight_sum, self._batches = stats.cost_sum, stats.weight_sum, stats.batches
         if self.config.record_grad_norms:
-            self._norm_acc[:] = stats.grad_norm_sums
+            self._norm_sums = [float(v) for v in stats.grad_norm_sums]
 
     def running_cost(self) -> float:
         return self._cost_sum / self._weight_sum if self._weight_sum else 0.0
@@ -204,31 +203,31 @@ class Engine(BaseEngine):
                   inv_m: float, weighted: bool, gw: list[Any], gb: list[Any]) -> Any:
         """Forward, the batch cost Σ_i s_i C_i and BP1–BP4 of the rows xb, yb into ``gw``, ``gb``;
         the row scales s_i are ``inv_m`` or (``weighted``) ``v.scale``."""
-        k, L, matmul = self.k, self.layers, np.matmul
+        k, L, matmul, reduce = self.k, self.layers, np.matmul, np.add.reduce
         forward_, backward_ = self.forward_, self.backward_
         a = xb
         for l in range(L - 1):
             z = v.a[l]
-            matmul(a, WT[l], out=z)                              # Z^l = A^{l−1} W^{lT} + b^l
-            np.add(z, B[l], out=z)
+            matmul(a, WT[l], z)                                  # Z^l = A^{l−1} W^{lT} + b^l
+            z += B[l]
             forward_(z, k, v.tmp[l])                             # A^l = σ(Z^l), in place
             a = z
         z, d = v.a[L - 1], v.d[L - 1]
-        matmul(a, WT[L - 1], out=z)
-        np.add(z, B[L - 1], out=z)
+        matmul(a, WT[L - 1], z)
+        z += B[L - 1]
         if weighted:
             self.output_(z, yb, d, v.tmp[L - 1], v.col, v.costs, k)
             cost = np.dot(v.costs, v.scale_flat)
-            np.multiply(d, v.scale, out=d)                       # BP1: Δ^L_i · w_i/Σw
+            d *= v.scale                                         # BP1: Δ^L_i · w_i/Σw
         else:
             cost = self.output_(z, yb, d, v.tmp[L - 1], v.col, None, k) * inv_m
-            np.multiply(d, inv_m, out=d)                         # BP1: Δ^L / m
+            d *= inv_m                                           # BP1: Δ^L / m
         for l in range(L - 1, -1, -1):
             prev = v.a[l - 1] if l else xb
-            np.add.reduce(d, axis=0, out=gb[l])                  # BP3
-            matmul(v.dT[l], prev, out=gw[l])                     # BP4
+            reduce(d, 0, None, gb[l])                            # BP3 (column sums)
+            matmul(v.dT[l], prev, gw[l])                         # BP4 (Δᵀ: a BLAS flag, no copy)
             if l:
-                matmul(d, W[l], out=v.d[l - 1])                  # BP2
+                matmul(d, W[l], v.d[l - 1])                      # BP2
                 d = v.d[l - 1]
                 backward_(prev, d, k, v.tmp[l - 1], v.mask[l - 1])
         return cost
@@ -251,8 +250,8 @@ class Engine(BaseEngine):
         else:
             weight = float(m)
         if mr:
-            xb = np.take(x, rows, axis=0, out=v.x, mode="clip")
-            yb = np.take(y, rows, axis=0, out=v.y, mode="clip")
+            xb = np.take(x, rows, 0, v.x, "clip")            # gathered into the workspace (mode="clip":
+            yb = np.take(y, rows, 0, v.y, "clip")            # no internal buffer; rows are in range)
             cost = self._backprop(v, xb, yb, self.W, self.WT, self.B, 1.0 / m, weighted, self.GW, self.GB)
         else:  # more ranks than rows in this batch: this rank adds nothing
             self.G[:] = 0.0
@@ -272,21 +271,19 @@ class Engine(BaseEngine):
         self._batches += 1
 
     def _check_and_record(self, c: float) -> None:
-        """Refuse a step whose cost or gradient is NaN/inf (before anything is applied); add this
-        step's ‖∂C/∂W^l‖ (BLAS dots of the gradient buffer's slices) to the epoch's sums."""
+        """Refuse a step whose cost or weight gradients are NaN/inf (before anything is applied: a
+        non-finite Δ^l always makes ∂C/∂W^l non-finite, so the biases need no check of their own);
+        add this step's ‖∂C/∂W^l‖ — BLAS dots of the gradient buffer's slices — to the epoch's sums."""
         dot = np.dot
         if self.config.record_grad_norms:
-            sq = self._sq
-            total = c + float(dot(self.GB_region, self.GB_region))
+            total, sums, sqrt = c, self._norm_sums, math.sqrt
             for l, g in enumerate(self.GW_flat):
                 q = float(dot(g, g))
-                sq[l] = q
                 total += q
-            if not total < INF:
-                raise StepDiverged(self._what(c))
-            np.sqrt(sq, out=sq)
-            np.add(self._norm_acc, sq, out=self._norm_acc)
-        elif not c + float(dot(self.Gp, self.Gp)) < INF:
+                sums[l] += sqrt(q)
+        else:
+            total = c + float(dot(self.GW_region, self.GW_region))
+        if not total < INF:
             raise StepDiverged(self._what(c))
 
     @staticmethod
