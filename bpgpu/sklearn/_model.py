@@ -82,8 +82,5 @@ class Model:
         opt = optimizer_from_config(state["optimizer"])
         arrays = {k: [to_backend(a, net.backend, net.dtype, copy=True) for a in v]
                   for k, v in state["optimizer_state"].items()}
-        if opt.state_names:
-            opt.load_state(arrays, state["optimizer_scalars"])
-        else:
-            opt.steps = int(state["optimizer_scalars"].get("steps", 0))
+        opt.load_state(arrays, state["optimizer_scalars"])
         return cls(net, opt, state["lr"])
