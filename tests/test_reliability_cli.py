@@ -36,6 +36,8 @@ def _fit_must_not_run(monkeypatch):
     (["--plot", "{tmp}/no/such/h.png"], ["--plot", "does not exist"]),
     (["--save", "{tmp}/no/such/m.npz"], ["--save", "does not exist"]),
     (["--save", "/dev/null"], ["--save", "character device", "regular file"]),
+    (["--checkpoint", "{tmp}/ck-{foo}.npz"], ["--checkpoint ", "{foo}", "{epoch}"]),
+    (["--checkpoint", "{tmp}/no/ck.npz"], ["does not exist"]),
 ])
 def test_bad_options_fail_before_the_header_and_before_training(capsys, monkeypatch, tmp_path, argv, words):
     _fit_must_not_run(monkeypatch)

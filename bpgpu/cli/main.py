@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Library keyword arguments as the command line spells them: device='cpu' -> --device cpu.
-_KEYWORD = re.compile(r"\b(device|batch_size|epochs|seed|lr|momentum|weight_decay|dtype|sizes|hidden|output|cost|precision)"
+_KEYWORD = re.compile(r"\b(device|batch_size|epochs|seed|lr|momentum|weight_decay|dtype|sizes|hidden|output|cost|precision|checkpoint)"
                       r"=(?:'([^']*)'|\"([^\"]*)\"|([\w.:-]+))")
 
 

@@ -89,6 +89,13 @@ def check_options(args: argparse.Namespace) -> None:
             raise ConfigError(f"{flag} must be an integer ≥ {low}; got {value}.")
     if args.save:
         check_target(args.save, what=f"--save {args.save}")
+    if getattr(args, "checkpoint", None):
+        from bpgpu.training.resume import check_checkpoint_path
+
+        try:
+            check_checkpoint_path(args.checkpoint, args.epochs)
+        except TypeError as exc:
+            raise ConfigError(f"--checkpoint: {exc}") from None
     if args.plot:
         try:
             check_plot_path(args.plot, what="--plot")
