@@ -153,3 +153,17 @@ def test_ctrl_c_outside_training_is_one_line_and_130(capsys, monkeypatch):
     monkeypatch.setattr("bpgpu.cli.train_options.load_data", interrupted)
     code, _, err = _run(capsys, "--no-progress")
     assert code == 130 and err.strip() == "bpgpu train: interrupted (SIGINT); nothing was saved."
+
+
+def test_a_cli_resume_with_other_options_is_refused_in_cli_terms_unless_allowed(capsys, tmp_path):
+    ck = tmp_path / "ck.npz"
+    assert _run(capsys, "--epochs", "2", "--checkpoint", str(ck), "--no-progress")[0] == 0
+    code, out, err = _run(capsys, "--epochs", "3", "--resume", str(ck), "--momentum", "0.5", "--no-progress")
+    assert code == 1 and "momentum: saved 0.9, given 0.5" in err and "--resume-allow optimizer" in err, err
+    assert "bpgpu.Resume" not in err and "optimizer=None" not in err
+    code, out, err = _run(capsys, "--epochs", "3", "--resume", str(ck), "--momentum", "0.5",
+                          "--resume-allow", "optimizer", "--no-progress")
+    assert code == 0, err
+    assert _run(capsys, "--epochs", "3", "--resume", str(ck), "--no-progress")[0] == 0  # same options: fine
+    code, _, err = _run(capsys, "--resume-allow", "everything", "--resume", str(ck), "--no-progress")
+    assert code == 1 and "--resume-allow takes data and/or optimizer" in err

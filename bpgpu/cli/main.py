@@ -28,12 +28,21 @@ _KEYWORD = re.compile(r"\b(device|batch_size|epochs|seed|lr|momentum|weight_deca
                       r"=(?:'([^']*)'|\"([^\"]*)\"|([\w.:-]+))")
 
 
+_PHRASES = (  # resume hints (bpgpu.training.resume) as train's flags
+    (re.compile(r"pass resume=bpgpu\.Resume\(path, allow=\('(\w+)',\)\)"), r"add --resume-allow \1"),
+    (re.compile(r"resume=bpgpu\.Resume\(path, allow=\('(\w+)',\)\)"), r"--resume-allow \1"),
+    (re.compile(r"pass optimizer=None to continue with the saved one"), "repeat the first run's optimizer options"),
+)
+
+
 def cli_syntax(message: str) -> str:
     """An error message from the library with its hints rewritten for the command line."""
     def flag(match: re.Match) -> str:
         value = next(v for v in match.groups()[1:] if v is not None)
         return f"--{match.group(1).replace('_', '-')} {value}"
 
+    for pattern, replacement in _PHRASES:
+        message = pattern.sub(replacement, message)
     return _KEYWORD.sub(flag, message)
 
 

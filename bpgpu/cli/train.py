@@ -59,6 +59,9 @@ def add_parser(sub: Any) -> None:
                    help="data-parallel training: auto = MPI when started by mpirun (mpirun -np N bpgpu train), "
                         "else one process; nccl = NCCL between GPUs (default auto)")
     train_options.add_arguments(p)  # --data/--target/--validation-split, --schedule, --checkpoint, …
+    p.add_argument("--resume-allow", metavar="WHAT", default="",
+                   help="with --resume: continue although the data and/or optimizer options differ from the "
+                        "checkpoint's run (data, optimizer, or data,optimizer); otherwise that is refused")
     p.set_defaults(func=run)
 
 
@@ -149,11 +152,27 @@ def _interrupted(exc: KeyboardInterrupt, net: Any, args: argparse.Namespace, roo
     return code
 
 
+def _resume(args: argparse.Namespace) -> Any:
+    """--resume PATH [--resume-allow data,optimizer] as fit's resume= (a path or a bpgpu.Resume)."""
+    allow = tuple(a for a in args.resume_allow.replace(" ", ",").split(",") if a)
+    if allow and not args.resume:
+        raise ConfigError("--resume-allow needs --resume PATH (the checkpoint to continue from).")
+    if not args.resume:
+        return None
+    from bpgpu.training.resume import ALLOW, Resume
+
+    bad = [a for a in allow if a not in ALLOW]
+    if bad:
+        raise ConfigError(f"--resume-allow takes {' and/or '.join(ALLOW)} (comma-separated); got {','.join(bad)}.")
+    return Resume(args.resume, allow=allow) if allow else args.resume
+
+
 def _train(args: argparse.Namespace, comm: Any) -> int:
     import bpgpu
 
     root = comm.rank == 0
     check_options(args)
+    _resume(args)  # a bad --resume-allow fails before the header
     if args.device is None and comm.name == "nccl":
         args.device = comm.device  # this rank's GPU
 
@@ -200,7 +219,7 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
         history = net.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
                           validation_data=(x_test, y_test) if held != "training" else None, seed=args.seed,
                           progress=not args.no_progress, comm=comm, early_stopping=args.early_stopping,
-                          checkpoint=args.checkpoint, resume=args.resume)
+                          checkpoint=args.checkpoint, resume=_resume(args))
     except KeyboardInterrupt as exc:  # fit stops at a step boundary (TrainingInterrupted)
         return _interrupted(exc, net, args, root)
     seconds = time.perf_counter() - start
