@@ -172,6 +172,7 @@ class MLP:
         validation_data: tuple[Any, Any] | None = None, shuffle: bool = True, seed: int | None = None,
         progress: bool = True, early_stopping: Any = None, checkpoint: Any = None, checkpoint_every: int = 1,
         resume: Any = None, record_grad_norms: bool = True, comm: Any = None, sample_weight: Any = None,
+        class_weight: Any = None, clip_norm: float | None = None, clip_value: float | None = None, dropout: float = 0.0,
     ) -> Any:
         """Train by mini-batch backpropagation; returns a History. See :func:`bpgpu.training.loop.fit`."""
         from bpgpu.training.loop import fit
@@ -180,7 +181,8 @@ class MLP:
             self, x, y, epochs, batch_size, optimizer=optimizer, validation_data=validation_data, shuffle=shuffle,
             seed=seed, progress=progress, early_stopping=early_stopping, checkpoint=checkpoint,
             checkpoint_every=checkpoint_every, resume=resume, record_grad_norms=record_grad_norms, comm=comm,
-            sample_weight=sample_weight,
+            sample_weight=sample_weight, class_weight=class_weight, clip_norm=clip_norm, clip_value=clip_value,
+            dropout=dropout,
         )
 
     def evaluate(self, x: Any, y: Any, batch_size: int = 4096, check: bool = True) -> dict[str, Any]:

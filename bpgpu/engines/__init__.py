@@ -18,6 +18,7 @@ import importlib
 from typing import Any
 
 from bpgpu.engines.base import Engine, EpochStats, StepConfig, StepDiverged
+from bpgpu.errors import ConfigError
 
 __all__ = ["Engine", "EpochStats", "StepConfig", "StepDiverged", "make_engine", "engine_class"]
 
@@ -43,4 +44,10 @@ def make_engine(net: Any, optimizer: Any = None, config: StepConfig | None = Non
     cls = importlib.import_module(GENERIC).Engine if generic else engine_class(net.backend.name)
     if not generic and str(getattr(net, "precision", "")).startswith("mixed"):  # float16/bfloat16 math
         cls = importlib.import_module("bpgpu.engines.mixed").Engine
+    missing = config.features() - cls.supports if config is not None else frozenset()
+    if missing and cls.name == "mixed":
+        raise ConfigError(f"{', '.join(sorted(missing))} is not available with precision={net.precision!r}; "
+                          "train in float32 (precision='float32') to use it.")
+    if missing:  # a fast engine without the feature: the reference engine runs it (never silently without)
+        cls = importlib.import_module(GENERIC).Engine
     return cls(net, optimizer, config)

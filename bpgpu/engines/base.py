@@ -24,6 +24,15 @@ class StepConfig:
     batch_size: int
     record_grad_norms: bool = True
     comm: Any = None                  # a bpgpu.distributed communicator; None = one process
+    clip_norm: float | None = None    # g ← g·min(1, c/(‖g‖+1e-6)), ‖g‖ over every gradient (bpgpu.math.clipping)
+    clip_value: float | None = None   # g ← clip(g, −c, c), after the norm clip
+    dropout: float = 0.0              # inverted dropout on the hidden layers (bpgpu.math.dropout)
+
+    def features(self) -> frozenset[str]:
+        """The optional step features this configuration asks for (an engine lacking one is not used)."""
+        asked = {"clip_norm": self.clip_norm is not None, "clip_value": self.clip_value is not None,
+                 "dropout": bool(self.dropout)}
+        return frozenset(name for name, on in asked.items() if on)
 
 
 @dataclass
@@ -79,6 +88,7 @@ class Engine:
 
     name = "base"
     checks_each_step = False
+    supports: frozenset[str] = frozenset()  # the StepConfig.features() this engine implements
 
     def __init__(self, net: Any, optimizer: Any = None, config: StepConfig | None = None) -> None:
         self.net = net
@@ -87,6 +97,7 @@ class Engine:
         self.comm = self.config.comm if self.config.comm is not None else LocalComm()
         self.xp = net.xp
         self.layers = len(net.weights)
+        self.dropout_key = 0  # fit sets it per epoch (bpgpu.backend.dropout.epoch_key)
 
     # -- the interface ---------------------------------------------------------------------------------
     def start_epoch(self) -> None:  # pragma: no cover - interface

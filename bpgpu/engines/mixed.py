@@ -83,6 +83,7 @@ class Engine(GenericEngine):
     """The generic engine's step with the math in the compute dtype (see the module docstring)."""
 
     name = "mixed"
+    supports = frozenset({"clip_norm", "clip_value"})  # the generic step's clipping; not dropout (its own BP)
 
     def __init__(self, net: Any, optimizer: Any = None, config: StepConfig | None = None) -> None:
         precision = getattr(net, "precision", "mixed16")

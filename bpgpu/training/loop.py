@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bpgpu.backend.arrays import to_backend, to_host
+from bpgpu.backend.dropout import epoch_key
 from bpgpu.backend.floaterrors import quiet_float_errors
 from bpgpu.backend.random import fresh_seed, permutation, rng_state, shuffle_rng
 from bpgpu.distributed.comm import LocalComm
@@ -45,8 +46,10 @@ from bpgpu.engines import StepConfig, StepDiverged, make_engine
 from bpgpu.errors import ConfigError, DataError, DivergenceError, ShapeError, TrainingInterrupted
 from bpgpu.guards import raise_if_out_of_memory
 from bpgpu.io import checkpoint as ckpt
+from bpgpu.training.class_weights import class_row_weights
 from bpgpu.training.early_stopping import as_early_stopping
 from bpgpu.training.evaluate import evaluate_arrays
+from bpgpu.training.features import Features
 from bpgpu.training.history import History
 from bpgpu.training.optimizers import OPTIMIZERS, SGD, Optimizer
 from bpgpu.training.optimizers import make as make_optimizer
@@ -68,6 +71,7 @@ def fit(
     validation_data: tuple[Any, Any] | None = None, shuffle: bool = True, seed: int | None = None,
     progress: bool = True, early_stopping: Any = None, checkpoint: Any = None, checkpoint_every: int = 1,
     resume: Any = None, record_grad_norms: bool = True, comm: Any = None, sample_weight: Any = None,
+    class_weight: Any = None, clip_norm: float | None = None, clip_value: float | None = None, dropout: float = 0.0,
 ) -> History:
     """Train ``net`` on (``x``, ``y``) for ``epochs`` epochs of mini-batches; returns a :class:`History`.
 
@@ -80,11 +84,16 @@ def fit(
     total). ``comm``: a communicator of :mod:`bpgpu.distributed` for data-parallel training.
     ``sample_weight``: one weight ≥ 0 per row of ``x``; each batch's cost is then the weighted mean
     Σ w_i C_i / Σ w_i (BP1 scales row i by w_i/Σw instead of 1/m); integer weights train exactly
-    like repeated rows within a batch.
+    like repeated rows within a batch. ``class_weight``: {class: weight} or "balanced" (n / (k·n_c)),
+    multiplied into the rows' sample weights. ``clip_norm`` / ``clip_value``: clip every step's
+    gradient by global norm, then by value (torch's clip_grad_norm_ / clip_grad_value_; the history's
+    grad_norms are before clipping). ``dropout``: the probability of dropping each hidden unit in
+    training (inverted dropout; masks from ``seed``; evaluate/predict never drop).
     """
     with net.backend.activate():
         run = _Run(net, x, y, epochs, batch_size, optimizer, validation_data, shuffle, seed, progress,
-                   early_stopping, checkpoint, checkpoint_every, resume, record_grad_norms, comm, sample_weight)
+                   early_stopping, checkpoint, checkpoint_every, resume, record_grad_norms, comm, sample_weight,
+                   Features(class_weight, clip_norm, clip_value, dropout))
         return run.train()
 
 
@@ -101,8 +110,10 @@ class _Run:
     """One call of :func:`fit`: the checked arguments, the engine, and the epochs (``train``)."""
 
     def __init__(self, net, x, y, epochs, batch_size, optimizer, validation_data, shuffle, seed, progress,
-                 early_stopping, checkpoint, checkpoint_every, resume, record_grad_norms, comm, sample_weight) -> None:
+                 early_stopping, checkpoint, checkpoint_every, resume, record_grad_norms, comm, sample_weight,
+                 features: Features) -> None:
         self.net = net
+        self.features = features = features.checked()
         self.epochs = check_int(epochs, "epochs", 1)
         self.batch_size = check_int(batch_size, "batch_size", 1)
         self.checkpoint_every = check_int(checkpoint_every, "checkpoint_every", 1)
@@ -113,7 +124,7 @@ class _Run:
         self.x = net.as_features(x)
         self.y = net.as_targets(y, self.x.shape[0])
         self.m = m = self.x.shape[0]
-        self.sample_weight = sample_weights(net, sample_weight, m)
+        self.sample_weight = class_row_weights(net, features.class_weight, self.y, sample_weights(net, sample_weight, m))
         self.val = _validation(net, validation_data)
         self.es = as_early_stopping(early_stopping)
         if self.es is not None:
@@ -131,7 +142,7 @@ class _Run:
                 self.rng = None
         else:
             optimizer = _as_optimizer(default_optimizer() if optimizer is None else optimizer)
-            if self.shuffle and seed is None:
+            if (self.shuffle or features.dropout) and seed is None:
                 seed = fresh_seed()
                 if comm.size > 1:  # every rank must draw the same permutations
                     seed = int(comm.allreduce_scalar(float(seed) if self.root else 0.0))
@@ -143,8 +154,10 @@ class _Run:
             if self.es is not None:
                 self.es.reset()  # an EarlyStopping object reused from an earlier fit starts afresh
         self.optimizer = optimizer
+        self.seed = seed  # dropout masks without shuffling are keyed by (seed, epoch)
         self.n_batches = -(-m // self.batch_size)
-        self.engine = make_engine(net, optimizer, StepConfig(self.batch_size, bool(record_grad_norms), comm))
+        self.engine = make_engine(net, optimizer, StepConfig(self.batch_size, bool(record_grad_norms), comm,
+                                                             **features.step_config()))
         if resume is not None:
             self.position = self._saved_position()
 
@@ -182,6 +195,8 @@ class _Run:
         t0 = time.perf_counter()
         self.epoch_rng = rng_state(self.rng) if self.rng is not None else None  # for a mid-epoch checkpoint
         idx = to_backend(permutation(self.rng, m), net.backend, xp.int64)
+        if self.features.dropout:  # this epoch's masks: keyed from the shuffling RNG (checkpointed) or the seed
+            engine.dropout_key = epoch_key(self.rng, self.seed, epoch)
         engine.start_epoch()
         first = 0
         if self.position is not None and self.position.epoch == epoch:  # resuming inside this epoch

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from bpgpu.backend.arrays import to_host
+from bpgpu.backend import dropout
+from bpgpu.backend.arrays import to_backend, to_host
 from bpgpu.engines.base import Engine as BaseEngine
 from bpgpu.engines.base import EpochStats, StepConfig
 from bpgpu.math import backprop as bp
+from bpgpu.math.clipping import clip_gradients, squared_norm
+from bpgpu.math.dropout import backprop_dropout
 
 
 def accumulator_dtype(xp: Any, dtype: Any, device: Any) -> Any:
@@ -35,10 +38,12 @@ def accumulator_dtype(xp: Any, dtype: Any, device: Any) -> Any:
 class Engine(BaseEngine):
     name = "generic"
     checks_each_step = False
+    supports = frozenset({"clip_norm", "clip_value", "dropout"})
 
     def __init__(self, net: Any, optimizer: Any = None, config: StepConfig | None = None) -> None:
         super().__init__(net, optimizer, config)
         self.acc_dtype = accumulator_dtype(self.xp, net.dtype, net.device)
+        self._masks: list[Any] | None = None  # this step's dropout scales (set by step)
         if optimizer is not None:
             optimizer.ensure_state(net.weights + net.biases)
         self.start_epoch()
@@ -66,8 +71,17 @@ class Engine(BaseEngine):
             scale, weight = w[lo:hi] / xp.maximum(total, tiny), total  # a batch of zero weights: no step
         return xp.take(x, rows, axis=0), xp.take(y, rows, axis=0), scale, weight
 
+    def _dropout_masks(self, idx: Any) -> list[Any]:
+        """This rank's rows of the batch's dropout scales r^l, drawn on the host (bpgpu.backend.dropout)."""
+        net = self.net
+        _, lo, hi = self.shard(idx)
+        host = dropout.scales(self.dropout_key, self._batches, idx.shape[0], list(net.sizes[1:-1]), self.config.dropout)
+        return [to_backend(r[lo:hi], net.backend, net.dtype) for r in host]
+
     def _gradients(self, xb: Any, yb: Any, scale: Any) -> tuple[Any, list[Any], list[Any]]:
         net, xp = self.net, self.xp
+        if xb.shape[0] and self._masks is not None:  # inverted dropout on the hidden layers
+            return backprop_dropout(net.weights, net.biases, net.hidden, net.objective, xb, yb, self._masks, xp, scale)
         if xb.shape[0]:
             return bp.backprop_generic(net.weights, net.biases, net.hidden, net.objective, xb, yb, xp=xp, row_scale=scale)
         zeros = lambda arrays: [xp.zeros(a.shape, dtype=a.dtype, device=a.device) for a in arrays]  # noqa: E731
@@ -76,13 +90,20 @@ class Engine(BaseEngine):
     def step(self, x: Any, y: Any, idx: Any, sample_weight: Any = None) -> None:
         xp, comm = self.xp, self.comm
         xb, yb, scale, weight = self._batch(x, y, idx, sample_weight)
+        self._masks = self._dropout_masks(idx) if self.config.dropout else None
         cost, grad_w, grad_b = self._gradients(xb, yb, scale)
         if comm.size > 1:  # every rank's rows carry the whole batch's 1/m (or w_i/Σw): the sums are the batch's
             n = self.layers
             total = comm.allreduce_sum([xp.reshape(cost, (1,))] + list(grad_w) + list(grad_b))
             cost, grad_w, grad_b = total[0][0], list(total[1:1 + n]), list(total[1 + n:])
-        if self.config.record_grad_norms:
-            self._norm_sums = [s + xp.astype(_frobenius(xp, g), self.acc_dtype) for s, g in zip(self._norm_sums, grad_w)]
+        cfg = self.config
+        squares = [squared_norm(xp, g) for g in grad_w] if cfg.record_grad_norms or cfg.clip_norm is not None else None
+        if cfg.record_grad_norms:  # ‖∂C/∂W^l‖ before clipping (torch's clip_grad_norm_ returns it too)
+            self._norm_sums = [s + xp.astype(xp.sqrt(q), self.acc_dtype) for s, q in zip(self._norm_sums, squares)]
+        if cfg.clip_norm is not None or cfg.clip_value is not None:
+            n = self.layers
+            clipped = clip_gradients(xp, list(grad_w) + list(grad_b), cfg.clip_norm, cfg.clip_value, squares)
+            grad_w, grad_b = clipped[:n], clipped[n:]
         self._apply(grad_w, grad_b)
         weight = weight if isinstance(weight, float) else xp.astype(weight, self.acc_dtype)
         self._last_cost = xp.astype(cost, self.acc_dtype)
@@ -145,10 +166,4 @@ class Engine(BaseEngine):
         net = self.net
         z, a, _ = bp.feedforward(net.weights, net.biases, net.hidden, net.objective.output, x, xp=self.xp)
         return z, a
-
-
-def _frobenius(xp: Any, g: Any) -> Any:
-    """‖g‖_F = √(vec(g)·vec(g)): one dot product, no g ⊙ g temporary."""
-    flat = xp.reshape(g, (-1,))
-    return xp.sqrt(xp.vecdot(flat, flat))
 

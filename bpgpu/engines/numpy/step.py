@@ -29,6 +29,7 @@ from bpgpu.engines.base import Engine as BaseEngine
 from bpgpu.engines.base import EpochStats, StepConfig, StepDiverged
 from bpgpu.engines.numpy import kernels as K
 from bpgpu.math import backprop as bp
+from bpgpu.math.clipping import EPS as CLIP_EPS
 from bpgpu.training.optimizers import Optimizer
 
 CHUNK = 1 << 16          # elements per update chunk (its scratch stays in L2) for large networks
@@ -116,6 +117,7 @@ def has_flat_update(optimizer: Any) -> bool:
 class Engine(BaseEngine):
     name = "numpy"
     checks_each_step = True
+    supports = frozenset({"clip_norm", "clip_value"})  # dropout runs on the generic engine
 
     def __init__(self, net: Any, optimizer: Any = None, config: StepConfig | None = None) -> None:
         super().__init__(net, optimizer, config)
@@ -264,6 +266,8 @@ class Engine(BaseEngine):
             cost = self.G[-1]
         c = float(cost)
         self._check_and_record(c)
+        if self.config.clip_norm is not None or self.config.clip_value is not None:
+            self._clip()
         self._update()
         self._last_cost = c
         self._cost_sum += c * weight
@@ -285,6 +289,16 @@ class Engine(BaseEngine):
             total = c + float(dot(self.GW_region, self.GW_region))
         if not total < INF:
             raise StepDiverged(self._what(c))
+
+    def _clip(self) -> None:
+        """torch's clip_grad_norm_ then clip_grad_value_ on the whole gradient buffer (bpgpu.math.clipping)."""
+        cfg, G = self.config, self.Gp
+        if cfg.clip_norm is not None:
+            coef = cfg.clip_norm / (math.sqrt(float(np.dot(G, G))) + CLIP_EPS)   # ‖g‖ over weights and biases
+            if coef < 1.0:
+                G *= coef
+        if cfg.clip_value is not None:
+            np.clip(G, -cfg.clip_value, cfg.clip_value, out=G)
 
     @staticmethod
     def _what(c: float) -> str:
