@@ -91,3 +91,105 @@ def test_masks_are_inverted_dropout_and_keyed():
 def test_bad_rates_are_named(bad):
     with pytest.raises(ConfigError, match=r"dropout .*\[0, 1\)"):
         masks_mod.check_rate(bad)
+
+
+# -- dropout in fit ------------------------------------------------------------------------------------
+
+def _fit_data(m=40, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(m, 5))
+    return x, rng.integers(0, 3, m)
+
+
+ENGINES = [pytest.param(("numpy", None), id="numpy"), pytest.param(("torch", "cpu"), id="generic-torch"),
+           pytest.param(("cupy-double", "cuda:0"), id="cupy-double", marks=pytest.mark.gpu)]
+
+
+@pytest.mark.parametrize("spec", ENGINES)
+def test_fit_with_dropout_equals_torch_autograd_with_the_same_masks(request, spec):
+    torch = pytest.importorskip("torch", reason="torch is the oracle: pip install torch==2.13.0")
+    from conftest import make_backend_kwargs
+    from torch_reference import host, max_rel_diff, torch_train
+
+    if spec[0] == "cupy-double":
+        request.getfixturevalue("cupy_double")
+    x, labels = _fit_data()
+    p, batch, epochs, seed = 0.3, 16, 3, 5
+    net = bpgpu.MLP([5, 8, 7, 3], hidden="tanh", dtype="float64", seed=1, **make_backend_kwargs(spec))
+    start = bpgpu.MLP([5, 8, 7, 3], hidden="tanh", dtype="float64", seed=1)
+    net.fit(x, labels, epochs=epochs, batch_size=batch, optimizer=bpgpu.Adam(0.01), shuffle=False, seed=seed,
+            dropout=p, progress=False)
+    n_batches = -(-len(x) // batch)
+
+    def masks(step, rows):
+        key = masks_mod.epoch_key(None, seed, step // n_batches)
+        return masks_mod.scales(key, step % n_batches, rows, [8, 7], p)
+
+    tw, tb, _ = torch_train(torch, start, x, np.eye(3)[labels], batch, epochs, lambda g: torch.optim.Adam(g, lr=0.01),
+                            masks=masks)
+    diff = max_rel_diff(host(net.weights) + host(net.biases), tw + tb)
+    assert diff < 1e-12, diff
+
+
+def test_one_seed_reproduces_a_run_and_inference_never_drops(tmp_path):
+    from torch_reference import host
+
+    x, labels = _fit_data()
+
+    def run(seed, **kw):
+        net = bpgpu.MLP([5, 8, 3], hidden="relu", dtype="float64", seed=0)
+        h = net.fit(x, labels, epochs=3, batch_size=8, seed=seed, dropout=0.5, progress=False, **kw)
+        return net, h
+
+    a, ha = run(3)
+    b, hb = run(3)
+    c, _ = run(4)
+    assert ha.cost == hb.cost and all(np.array_equal(u, v) for u, v in zip(host(a.weights), host(b.weights)))
+    assert not np.array_equal(host(a.weights)[0], host(c.weights)[0])
+    plain = bpgpu.MLP([5, 8, 3], hidden="relu", dtype="float64", seed=0)
+    plain.set_parameters(host(a.weights), host(a.biases))
+    np.testing.assert_array_equal(host([a.predict_proba(x)])[0], host([a.predict_proba(x)])[0])
+    np.testing.assert_array_equal(host([a.predict_proba(x)])[0], host([plain.predict_proba(x)])[0])  # no masks, no rescale
+    assert a.evaluate(x, labels)["cost"] == plain.evaluate(x, labels)["cost"]
+    # a resumed run draws the same masks as an uninterrupted one
+    first, _ = run(3, checkpoint=tmp_path / "ck-{epoch}.npz")
+    resumed = bpgpu.MLP([5, 8, 3], hidden="relu", dtype="float64", seed=0)
+    resumed.fit(x, labels, epochs=3, batch_size=8, dropout=0.5, progress=False, resume=tmp_path / "ck-1.npz")
+    assert all(np.array_equal(u, v) for u, v in zip(host(resumed.weights), host(a.weights)))
+
+
+def test_dropout_changes_training_and_zero_is_off():
+    from torch_reference import host
+
+    x, labels = _fit_data()
+    runs = []
+    for p in (0.0, None, 0.4):
+        net = bpgpu.MLP([5, 8, 3], dtype="float64", seed=0)
+        kw = {} if p is None else {"dropout": p}
+        net.fit(x, labels, epochs=2, batch_size=8, seed=1, progress=False, **kw)
+        runs.append(host(net.weights))
+    assert all(np.array_equal(u, v) for u, v in zip(runs[0], runs[1]))
+    assert not np.array_equal(runs[0][0], runs[2][0])
+
+
+def test_engines_hand_dropout_to_the_generic_engine_and_keep_clipping():
+    from bpgpu.engines import StepConfig, make_engine
+
+    net = bpgpu.MLP([5, 8, 3], dtype="float64", seed=0)
+    opt = bpgpu.SGD(0.1)
+    assert make_engine(net, opt, StepConfig(8, dropout=0.2)).name == "generic"
+    assert make_engine(bpgpu.MLP([5, 8, 3], seed=0), bpgpu.SGD(0.1), StepConfig(8, clip_norm=1.0)).name == "numpy"
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.2, 2, "half"])
+def test_fit_names_a_bad_dropout(bad):
+    x, labels = _fit_data()
+    with pytest.raises(ConfigError, match="dropout"):
+        bpgpu.MLP([5, 4, 3], seed=0).fit(x, labels, epochs=1, dropout=bad, progress=False)
+
+
+def test_mixed_precision_refuses_dropout_rather_than_ignoring_it():
+    x, labels = _fit_data()
+    net = bpgpu.MLP([5, 4, 3], seed=0, precision="mixed16")
+    with pytest.raises(ConfigError, match="dropout is not available with precision='mixed16'"):
+        net.fit(x, labels, epochs=1, dropout=0.2, progress=False)
