@@ -103,7 +103,28 @@ def test_non_numeric_feature_column_is_named(tmp_path, capsys):
     assert code == 1 and "--target names a column of --data" in err
 
 
-@pytest.mark.parametrize("argv", [["--validation-split", "1.5"], ["--early-stopping", "-1"], ["--schedule", "cyclic"]])
+def test_adamw_dropout_and_clipping_flags_reach_fit(iris_csv, capsys, monkeypatch):
+    seen = {}
+    real_fit = bpgpu.MLP.fit
+
+    def spy(self, *args, **kwargs):
+        seen.update(kwargs)
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(bpgpu.MLP, "fit", spy)
+    code, out, err = _run(capsys, "--data", str(iris_csv), "--target", "species", "--epochs", "40", "--sizes", "4,16,3",
+                          "--optimizer", "adamw", "--lr", "0.01", "--weight-decay", "0.01", "--dropout", "0.2",
+                          "--clip-norm", "1.5", "--clip-value", "0.5")
+    assert code == 0, err
+    assert "AdamW(" in out and "dropout 0.2, clip norm 1.5, clip value 0.5" in out
+    assert isinstance(seen["optimizer"], bpgpu.AdamW) and seen["optimizer"].weight_decay == 0.01
+    assert (seen["dropout"], seen["clip_norm"], seen["clip_value"]) == (0.2, 1.5, 0.5)
+    assert float(_line(out, "held-out accuracy:").split()[2].rstrip("%")) >= 90.0, out
+
+
+@pytest.mark.parametrize("argv", [["--validation-split", "1.5"], ["--early-stopping", "-1"], ["--schedule", "cyclic"],
+                                  ["--dropout", "1"], ["--dropout", "-0.1"], ["--clip-norm", "0"], ["--clip-value", "-2"],
+                                  ["--clip-norm", "inf"], ["--optimizer", "lion"]])
 def test_bad_values_rejected_by_the_parser(iris_csv, argv):
     with pytest.raises(SystemExit):
         main(["train", "--data", str(iris_csv), "--target", "species", *argv])

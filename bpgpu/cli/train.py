@@ -36,7 +36,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--hidden", default="relu", help="hidden activation: sigmoid, tanh, relu, identity (default relu)")
     p.add_argument("--output", default=None, help="output activation: softmax, sigmoid, identity (default softmax)")
     p.add_argument("--cost", default=None, help="cross_entropy or quadratic (default cross_entropy)")
-    p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"), help="default sgd")
+    p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam", "adamw"),
+                   help="sgd, adam, or adamw (Adam with decoupled weight decay: --weight-decay is its λ) (default sgd)")
     p.add_argument("--lr", type=float, default=None, help="learning rate η (default 0.05 for sgd, 0.001 for adam)")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9; 0 = plain SGD)")
     p.add_argument("--weight-decay", type=float, default=1e-4, help="L2, Nielsen's λ/n (default 1e-4)")
@@ -85,7 +86,7 @@ def check_options(args: argparse.Namespace) -> None:
     from bpgpu.plot import INSTALL_HINT, check_plot_path
 
     if args.lr_step is None:
-        args.lr_step = 0 if args.optimizer == "adam" else 20
+        args.lr_step = 0 if args.optimizer in ("adam", "adamw") else 20
     for flag, value, low in (("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 1),
                              ("--lr-step", args.lr_step, 0)):
         if value < low:
@@ -193,10 +194,12 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
         y_train, y_test = eye[y_train], (eye[y_test] if y_test is not None else None)
     if x_test is None:  # no held-out split: report on the training rows
         x_test, y_test = x_train, y_train
-    lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adam" else 0.05)
+    lr = args.lr if args.lr is not None else (1e-3 if args.optimizer in ("adam", "adamw") else 0.05)
     schedule = train_options.make_schedule(args, lr, len(x_train), held != "training")
     if args.optimizer == "adam":
         optimizer: Any = bpgpu.Adam(schedule=schedule, weight_decay=args.weight_decay)
+    elif args.optimizer == "adamw":
+        optimizer = bpgpu.AdamW(schedule=schedule, weight_decay=args.weight_decay)
     else:
         optimizer = bpgpu.SGD(schedule=schedule, momentum=args.momentum, weight_decay=args.weight_decay)
     print(f"data:      {data_name}: {len(x_train)} training, " + (f"{len(x_test)} {held} examples" if held != "training" else "no held-out examples"))
@@ -206,7 +209,7 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
     note = _device_note(args, net)
     if note:
         print(f"device:    {note}")
-    print(f"optimizer: {optimizer!r}, batch {args.batch_size}, {args.epochs} epochs")
+    print(f"optimizer: {optimizer!r}, batch {args.batch_size}, {args.epochs} epochs{train_options.describe_features(args)}")
     if comm.size > 1:
         print(f"parallel:  {comm.describe()}; each rank takes 1/{comm.size} of every batch")
 
@@ -219,7 +222,8 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
         history = net.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
                           validation_data=(x_test, y_test) if held != "training" else None, seed=args.seed,
                           progress=not args.no_progress, comm=comm, early_stopping=args.early_stopping,
-                          checkpoint=args.checkpoint, resume=_resume(args))
+                          checkpoint=args.checkpoint, resume=_resume(args), dropout=args.dropout,
+                          clip_norm=args.clip_norm, clip_value=args.clip_value)
     except KeyboardInterrupt as exc:  # fit stops at a step boundary (TrainingInterrupted)
         return _interrupted(exc, net, args, root)
     seconds = time.perf_counter() - start

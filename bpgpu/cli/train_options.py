@@ -27,6 +27,28 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"--dropout takes the probability of dropping a hidden unit, in [0, 1), e.g. 0.2; got {text!r}")
+    return value
+
+
+def _positive(flag: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not (value > 0.0 and value < float("inf")):
+            raise argparse.ArgumentTypeError(f"{flag} takes a finite number > 0, e.g. 1.0; got {text!r}")
+        return value
+    return parse
+
+
 def _patience(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"--early-stopping takes a patience in epochs (a whole number ≥ 0); got {text!r}")
@@ -42,7 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto: text or whole-number targets are classes, other numbers regression (default auto)")
     g.add_argument("--validation-split", type=_fraction, default=0.2, metavar="FRACTION",
                    help="share of --data held out (stratified) to validate and report on; 0: none (default 0.2)")
-    t = p.add_argument_group("schedule, checkpoints, early stopping")
+    t = p.add_argument_group("schedule, regularisation, checkpoints, early stopping")
     t.add_argument("--schedule", default="step", choices=SCHEDULES,
                    help="learning-rate schedule per epoch: step (--lr-step/--lr-gamma), constant, cosine (after "
                         "--warmup epochs), one-cycle (peak --lr), plateau (x--lr-gamma after 10 epochs without "
@@ -52,6 +74,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write a checkpoint after every epoch (PATH may contain {epoch})")
     t.add_argument("--resume", metavar="PATH", default=None,
                    help="continue from a checkpoint (same options; --epochs is the total)")
+    t.add_argument("--dropout", type=_rate, default=0.0, metavar="P",
+                   help="drop each hidden unit with probability P in training (inverted dropout; default 0)")
+    t.add_argument("--clip-norm", type=_positive("--clip-norm"), default=None, metavar="C",
+                   help="scale each step's gradient down to global norm C when larger (torch's clip_grad_norm_)")
+    t.add_argument("--clip-value", type=_positive("--clip-value"), default=None, metavar="C",
+                   help="clip each gradient entry to [-C, C] (torch's clip_grad_value_)")
     t.add_argument("--early-stopping", type=_patience, default=None, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a better held-out cost (training cost without one) "
                         "and keep the best epoch's weights")
@@ -111,6 +139,14 @@ def load_user_data(args: argparse.Namespace) -> UserData:
         return UserData(table.x, y_of(table), None, None, name, table.classes)
     train, held = split(table, args.validation_split, seed=args.seed)
     return UserData(train.x, y_of(train), held.x, y_of(held), name, table.classes)
+
+
+def describe_features(args: argparse.Namespace) -> str:
+    """", dropout 0.2, clip norm 1" — the training features asked for, for the header line."""
+    parts = [f"dropout {args.dropout:g}"] if args.dropout else []
+    parts += [f"clip norm {args.clip_norm:g}"] if args.clip_norm is not None else []
+    parts += [f"clip value {args.clip_value:g}"] if args.clip_value is not None else []
+    return "".join(", " + part for part in parts)
 
 
 def make_schedule(args: argparse.Namespace, lr: float, n_train: int, has_validation: bool) -> Any:
