@@ -40,7 +40,7 @@ def _nccl_comm():
         pytest.skip(str(exc))
 
 
-@pytest.mark.usefixtures("need_gpu")
+@pytest.mark.usefixtures("gpu_cupy")
 def test_nccl_one_process_collectives_and_fit():
     import cupy
 
@@ -74,8 +74,9 @@ def test_mpi_with_cupy_buffers_two_ranks(ranks_cupy):
 
 
 @pytest.mark.mpi
-def test_data_parallel_fit_on_the_cupy_engine_each_rank_on_its_local_gpu(ranks_cupy):
-    out = run_script(2, "cupy_train_equality.py", timeout=180, **ranks_cupy)
+@pytest.mark.parametrize("transport", ["mpi", "nccl"])
+def test_data_parallel_fit_on_the_cupy_engine_each_rank_on_its_local_gpu(ranks_cupy, transport):
+    out = run_script(2, "cupy_train_equality.py", transport, timeout=180, **ranks_cupy)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["engine_arrays"] and report["max_abs_diff"] < 1e-12 and report["cost_diff"] < 1e-12, report

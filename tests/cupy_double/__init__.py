@@ -80,13 +80,17 @@ def _build() -> dict[str, types.ModuleType]:
     runtime.__dict__.update(vars(_cuda.runtime))
     memory = types.ModuleType("cupy.cuda.memory")
     memory.__dict__.update(vars(_cuda.memory))
+    nccl = types.ModuleType("cupy.cuda.nccl")
+    nccl.__dict__.update(vars(_cuda.nccl))
+    cuda.nccl = nccl
     device = types.ModuleType("cupy.cuda.device")
     device.__dict__.update(vars(_cuda.device))
     cuda.runtime, cuda.memory, cuda.device = runtime, memory, device
     for mod in (cupy, cuda):
         mod.__path__ = []  # packages, so that ``import cupy.cuda.device`` resolves
     return {"cupy": cupy, "cupy.cuda": cuda, "cupy.linalg": linalg, "cupy.fft": fft,
-            "cupy.cuda.runtime": runtime, "cupy.cuda.memory": memory, "cupy.cuda.device": device}
+            "cupy.cuda.runtime": runtime, "cupy.cuda.memory": memory, "cupy.cuda.device": device,
+            "cupy.cuda.nccl": nccl}
 
 
 MODULES = _build()

@@ -198,3 +198,64 @@ runtime = types.SimpleNamespace(
 )
 memory = types.SimpleNamespace(OutOfMemoryError=OutOfMemoryError, MemoryPool=MemoryPool)
 device = types.SimpleNamespace(Device=Device, get_device_id=get_device_id)
+
+
+# --- cupy.cuda.nccl: collectives over the double's (host) memory, one process or across mpirun ranks ---
+class _Nccl(types.SimpleNamespace):
+    pass
+
+
+NCCL_FLOAT32, NCCL_FLOAT64, NCCL_SUM = 7, 8, 0   # ncclFloat32, ncclFloat64, ncclSum
+_NCCL_TYPES = {NCCL_FLOAT32: "float32", NCCL_FLOAT64: "float64"}
+
+
+def _host_view(ptr: int, count: int, nccl_type: int) -> Any:
+    import numpy as np
+
+    dtype = np.dtype(_NCCL_TYPES[nccl_type])
+    return np.frombuffer((ctypes_c_char * (count * dtype.itemsize)).from_address(ptr), dtype=dtype)
+
+
+class NcclCommunicator:
+    """``cupy.cuda.nccl.NcclCommunicator``: one rank alone, or ``ndev`` ranks under mpirun (the
+    double's device memory is host memory, so MPI carries it); each collective is one device op."""
+
+    def __init__(self, ndev: int, commId: Any, rank: int) -> None:
+        self.ndev, self.rank_id = int(ndev), int(rank)
+        self._mpi = None
+        if self.ndev > 1:
+            from mpi4py import MPI
+
+            self._mpi = MPI
+
+    def allReduce(self, sendbuf: int, recvbuf: int, count: int, datatype: int, op: int, stream: int) -> None:
+        if op != NCCL_SUM:
+            raise NotImplementedError("the CuPy test double's NCCL sums only")
+        send, recv = _host_view(sendbuf, count, datatype), _host_view(recvbuf, count, datatype)
+        if self._mpi is not None:
+            src = self._mpi.IN_PLACE if sendbuf == recvbuf else send
+            self._mpi.COMM_WORLD.Allreduce(src, recv, op=self._mpi.SUM)
+        elif sendbuf != recvbuf:
+            recv[...] = send
+        RECORDERS.op()
+
+    def bcast(self, buff: int, count: int, datatype: int, root: int, stream: int) -> None:
+        if self._mpi is not None:
+            self._mpi.COMM_WORLD.Bcast(_host_view(buff, count, datatype), root=root)
+        RECORDERS.op()
+
+    def rank_id_(self) -> int:
+        return self.rank_id
+
+    def abort(self) -> None:
+        pass
+
+    def destroy(self) -> None:
+        pass
+
+
+import ctypes as _ctypes  # noqa: E402
+
+ctypes_c_char = _ctypes.c_char
+nccl = _Nccl(available=True, NCCL_FLOAT32=NCCL_FLOAT32, NCCL_FLOAT64=NCCL_FLOAT64, NCCL_SUM=NCCL_SUM,
+             NcclCommunicator=NcclCommunicator, get_unique_id=lambda: (0,) * 128, get_version=lambda: 22105)
