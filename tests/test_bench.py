@@ -427,3 +427,21 @@ def test_render_readme_script_round_trip(tmp_path):
     assert render([*args, "--check"]) == 1
     assert render(args) == 0 and "bpgpu `fit`, s/epoch" in md.read_text()
     assert render([*args, "--check"]) == 0
+
+
+def test_time_box_trims_only_slow_calls_and_scales_each_contender(monkeypatch):
+    cfg = BenchConfig(repeat_budget_s=2.0)
+    assert suite._time_boxed(cfg, 1000, 100, 0.1) == 1000  # 1 ms/step: 1 s per call, inside the box
+    assert suite._time_boxed(cfg, 1000, 100, 1.0) == 200  # 10 ms/step: 200 steps fill 2 s
+    assert suite._time_boxed(cfg, 1000, 100, 100.0) == 100  # never below a tenth of the plan
+    assert suite._time_boxed(cfg, 1000, 5, 100.0) == 1000  # too few warm-up steps to trust the estimate
+    assert suite._time_boxed(BenchConfig(), 1000, 100, 100.0) == 1000  # no box configured
+    monkeypatch.setattr(suite, "MIN_WARM_FOR_BUDGET", 1)
+    rec = run_suite(_tiny_config(workloads=["W2"], devices=["cpu"], sweep=False, memory="off", steps=5,
+                                 repeat_budget_s=1e-9), log=lambda m: None)
+    rows = {r["contender"]: r for r in rec["results"] if r["status"] == "ok"}
+    for r in rows.values():
+        assert r["measured_steps"] == 1 and r["time_boxed"] and r["scaled"]
+        assert r["epoch_s"] == pytest.approx(np.median(r["times_s"]) * TINY["W2"].steps, rel=1e-3, abs=1e-5)
+    assert rows["numpy reference"]["ratio_to_reference"] == pytest.approx(1.0)
+    assert "time-boxed" in results_table(rec)

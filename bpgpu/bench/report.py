@@ -27,6 +27,8 @@ def results_table(record: dict[str, Any]) -> str:
                          f"| | | | | | | | {r['reason']} |")
             continue
         note = f"scaled from {r['measured_steps']}/{r['epoch_steps']} batches" if r["scaled"] else ""
+        if r.get("time_boxed"):
+            note += " (time-boxed: its warm-up predicted a slow call)"
         extra = r.get("describe", {}).get("note")
         if r.get("memory_error"):
             extra = "; ".join(x for x in (extra, f"memory: {r['memory_error']}") if x)

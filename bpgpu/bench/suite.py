@@ -40,6 +40,7 @@ class BenchConfig:
     workload_table: dict[str, Workload] = field(default_factory=lambda: dict(WORKLOADS))
     sweep_grid: tuple[list[int], list[int], float] | None = None  # override (widths, batches, flop cap)
     threads: int | None = None  # limit BLAS/OpenMP (and torch) threads; None: the libraries' defaults
+    repeat_budget_s: float | None = None  # time-box one contender's timed call (see _time_boxed); None: none
     memory: str = "subprocess"  # peak memory per contender: "subprocess" (fresh process), "inline", "off"
 
 
@@ -63,6 +64,24 @@ def _memory_pass(cfg: BenchConfig, runner: Runner, wl: Workload, dtype: str, ste
     return memory_probe.measure_in_subprocess(runner, wl, dtype, steps)
 
 
+MIN_WARM_FOR_BUDGET = 10  # warm-up steps needed to trust the per-step estimate (W3's single one is not)
+
+
+def _time_boxed(cfg: BenchConfig, steps: int, warm: int, warm_s: float) -> int:
+    """The batches to time for a contender whose ``warm`` warm-up steps took ``warm_s``: the plan's
+    ``steps``, or fewer (at least a tenth) where one timed call would exceed ``cfg.repeat_budget_s``.
+
+    Two threads on a shared 2-core machine can make a peer 10–100× slower (PyTorch's OpenMP
+    barriers wait for a descheduled thread): without a box one of its W1 epochs takes minutes. Times
+    are scaled to the epoch per contender, so ratios stay comparable."""
+    if cfg.repeat_budget_s is None or warm < MIN_WARM_FOR_BUDGET or warm_s <= 0:
+        return steps
+    per_step = warm_s / warm
+    if per_step * steps <= cfg.repeat_budget_s:
+        return steps
+    return max(int(cfg.repeat_budget_s / per_step), steps // 10, 1)
+
+
 def bench_workload(cfg: BenchConfig, name: str, dtype: str, log: Callable[[str], None]) -> list[dict[str, Any]]:
     """Time every contender of the configured devices on one workload and dtype, side by side."""
     wl = cfg.workload_table[name]
@@ -72,6 +91,7 @@ def bench_workload(cfg: BenchConfig, name: str, dtype: str, log: Callable[[str],
     data = make_data(wl, max(steps, warm) * wl.batch, dtype)
     rows: list[dict[str, Any]] = []
     active: list[Runner] = []
+    n_steps: dict[str, int] = {}
     for r in runners:
         base = {"workload": name, "dtype": dtype, "contender": r.name, "device": r.device}
         reason = r.skip_reason(wl, dtype)
@@ -80,32 +100,39 @@ def bench_workload(cfg: BenchConfig, name: str, dtype: str, log: Callable[[str],
             continue
         try:
             r.setup(wl, dtype, *data)
+            t0 = time.perf_counter()
             r.run(warm)  # warm-up (excluded): BLAS threads, allocator, CUDA kernels and memory pool
+            n_steps[r.name] = _time_boxed(cfg, steps, warm, time.perf_counter() - t0)
         except Exception as exc:  # a broken peer is reported, never a crash
             rows.append({**base, "status": "skipped", "reason": f"{type(exc).__name__}: {exc}"})
             r.teardown()
             continue
         rows.append({**base, "status": "ok", "describe": r.describe()})
         active.append(r)
-    log(f"{name} {dtype}: timing {', '.join(r.name for r in active)}: {repeats} repeats × {steps} steps")
-    times, cpu_times = interleaved_with_cpu([(lambda r=r: r.run(steps)) for r in active], repeats)
+    boxed = {k: v for k, v in n_steps.items() if v < steps}
+    log(f"{name} {dtype}: timing {', '.join(r.name for r in active)}: {repeats} repeats × {steps} steps"
+        + (f" (time-boxed: {boxed})" if boxed else ""))
+    times, cpu_times = interleaved_with_cpu([(lambda r=r: r.run(n_steps[r.name])) for r in active], repeats)
     for r in active:
         r.teardown()
-    by_name = {r.name: t for r, t in zip(active, times)}
-    cpu_by_name = {r.name: t for r, t in zip(active, cpu_times)}
-    scale = wl.steps / steps
+    # per repeat, each contender's time scaled to a whole epoch (contenders may time different batch counts)
+    by_name = {r.name: [x * wl.steps / n_steps[r.name] for x in t] for r, t in zip(active, times)}
+    raw_by_name = {r.name: t for r, t in zip(active, times)}
+    raw_cpu_by_name = {r.name: t for r, t in zip(active, cpu_times)}
+    cpu_by_name = {r.name: [x * wl.steps / n_steps[r.name] for x in t] for r, t in zip(active, cpu_times)}
     for row in rows:
         if row["status"] != "ok":
             continue
-        t = by_name[row["contender"]]
-        epoch = median(t) * scale
+        t, n = by_name[row["contender"]], n_steps[row["contender"]]
+        epoch = median(t)
         gemm = GEMM_CPU if row["device"] == "cpu" else "GEMM floor (cuBLAS)"
         torch = TORCH_CPU if row["device"] == "cpu" else "torch cuda"
         row.update({
-            "times_s": [round(x, 6) for x in t], "cpu_times_s": [round(x, 6) for x in cpu_by_name[row["contender"]]],
-            "cpu_epoch_s": median(cpu_by_name[row["contender"]]) * scale,
-            "measured_steps": steps, "epoch_steps": wl.steps,
-            "scaled": steps < wl.steps, "epoch_s": epoch, "samples_per_s": wl.steps * wl.batch / epoch,
+            "times_s": [round(x, 6) for x in raw_by_name[row["contender"]]],
+            "cpu_times_s": [round(x, 6) for x in raw_cpu_by_name[row["contender"]]],
+            "cpu_epoch_s": median(cpu_by_name[row["contender"]]),
+            "measured_steps": n, "epoch_steps": wl.steps, "time_boxed": n < steps,
+            "scaled": n < wl.steps, "epoch_s": epoch, "samples_per_s": wl.steps * wl.batch / epoch,
             "ratio_to_reference": paired_ratio(t, by_name[REFERENCE]) if REFERENCE in by_name else None,
             "ratio_to_gemm_floor": paired_ratio(t, by_name[gemm]) if gemm in by_name else None,
             "ratio_to_torch": paired_ratio(t, by_name[torch]) if torch in by_name else None,
@@ -113,7 +140,7 @@ def bench_workload(cfg: BenchConfig, name: str, dtype: str, log: Callable[[str],
         if row["device"] == "gpu" and CPU_BPGPU in by_name:  # the GPU's speedup over bpgpu on the CPU
             row["speedup_over_cpu"] = paired_ratio(by_name[CPU_BPGPU], t)
     for row, r in zip([x for x in rows if x["status"] == "ok"], active):
-        row.update(_memory_pass(cfg, r, wl, dtype, min(steps, 2)))
+        row.update(_memory_pass(cfg, r, wl, dtype, min(steps, 2)))  # the same steps for every contender
     return rows
 
 

@@ -32,6 +32,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
             raise ConfigError(f"{flag} must be at least 1; got {value}.")
     return BenchConfig(workloads=workloads, dtypes=dtypes, devices=DEVICES[args.device], full=args.full,
                        sweep=not args.no_sweep, repeats=args.repeats, threads=args.threads,
+                       repeat_budget_s=args.repeat_budget if args.repeat_budget > 0 else None,
                        memory=args.memory or ("subprocess" if args.full else "off"))
 
 
@@ -65,6 +66,9 @@ def add_parser(sub: Any) -> None:
                    help="limit BLAS/OpenMP and torch threads for every contender (default: the libraries' own)")
     p.add_argument("--memory", choices=["subprocess", "inline", "off"], default=None,
                    help="peak memory per contender: in a fresh process (default with --full), inline, or off (quick default)")
+    p.add_argument("--repeat-budget", type=float, default=20.0, metavar="SECONDS",
+                   help="time a contender whose warm-up predicts a timed call longer than this on fewer batches "
+                        "(at least a tenth; scaled to the epoch; W1/W2 only; default 20; 0: never)")
     p.add_argument("--no-sweep", action="store_true", help="skip the width × batch sweep")
     p.add_argument("--out", metavar="DIR", default=None, help="write JSON, markdown and PNG into DIR")
     p.set_defaults(func=run)
