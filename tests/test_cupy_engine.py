@@ -269,3 +269,22 @@ def test_checkpoint_and_resume_on_cuda_1_equal_one_run(cupy_double, tmp_path):
     assert resumed.backend.label == "cuda:1" and h.cost == h_whole.cost
     for a, b in zip(whole.weights + whole.biases, resumed.weights + resumed.biases):
         np.testing.assert_array_equal(to_host(a), to_host(b))
+
+
+def test_out_of_memory_in_fit_is_bpgpus_error_and_the_network_stays_usable(cupy_double):
+    cupy = cupy_double.cupy
+    net = bpgpu.MLP([20, 64, 4], "relu", dtype="float32", seed=0, device="cuda:1")
+    x, y = make_data([20, 64, 4], "softmax", 64, np.random.default_rng(0))
+    before = [to_host(p).copy() for p in net.weights + net.biases]
+    pool = cupy.get_default_memory_pool()
+    with cupy.cuda.Device(1):
+        pool.set_limit(size=pool.used_bytes(1) + 8 * 1024)      # too small for fit's flat buffers
+    try:
+        with pytest.raises(bpgpu.OutOfMemoryError, match="batch"):
+            net.fit(x, y, epochs=1, batch_size=16, progress=False)
+    finally:
+        pool.set_limit(size=0)
+    for a, b in zip(before, [to_host(p) for p in net.weights + net.biases]):
+        np.testing.assert_array_equal(a, b)
+    net.fit(x, y, epochs=1, batch_size=16, progress=False)          # and it trains once memory is there
+    assert all(p.device.id == 1 for p in net.weights)

@@ -29,7 +29,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from . import _core, _kernels, _namespace, cuda as _cuda
+from . import _kernels, _namespace, cuda as _cuda
 from ._counts import Record
 from ._core import ndarray
 from ._kernels import ElementwiseKernel, RawKernel, ReductionKernel, fuse, register_twin

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import _core, cuda as _cuda
+from . import cuda as _cuda
 from ._core import FUSE, RECORDERS, adopt, ndarray, unwrap
 
 TWINS: dict[str, Callable] = {}

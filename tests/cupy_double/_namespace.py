@@ -63,11 +63,10 @@ spacing sqrt square subtract tan tanh true_divide trunc""".split()
 _g = globals()
 for _n in _UFUNCS:
     _g[_n] = ufunc(getattr(np, _n))
-abs = absolute  # noqa: A001
-conj = conjugate
-mod = remainder
-bitwise_not = invert
-bitwise_invert = invert
+abs = _g["absolute"]  # noqa: A001
+conj = _g["conjugate"]
+mod = _g["remainder"]
+bitwise_not = bitwise_invert = _g["invert"]
 
 
 def _make(name: str, fn: Any, kind: str, seq: bool = False) -> Any:
@@ -92,7 +91,7 @@ flipud diagonal atleast_1d atleast_2d atleast_3d split array_split""".split():
     _g[_n] = _make(_n, getattr(np, _n), "view")
 for _n in "clip where isclose nan_to_num real imag around round fix".split():
     _g[_n] = _make(_n, getattr(np, _n), "elementwise")
-round_ = around
+round_ = _g["around"]
 
 
 def broadcast_arrays(*args: Any) -> list:
@@ -120,13 +119,13 @@ def unique(a: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def allclose(a: Any, b: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Any:
-    return all(isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan))
+    return _g["all"](_g["isclose"](a, b, rtol=rtol, atol=atol, equal_nan=equal_nan))
 
 
 def array_equal(a: Any, b: Any, equal_nan: bool = False) -> Any:
     if a.shape != b.shape:
         return asarray(False)
-    return all(equal(a, b))
+    return _g["all"](_g["equal"](a, b))
 
 
 def copyto(dst: ndarray, src: Any, casting: str = "same_kind", where: Any = None) -> None:
@@ -239,7 +238,7 @@ def asarray(a: Any, dtype: Any = None, order: Any = None, *, copy: Any = None, b
             raise ValueError("Unable to avoid copy while creating an array as requested")
         return a.astype(dtype)
     if _has_device_arrays(a):
-        return stack([asarray(o, dtype=dtype) for o in a])
+        return _g["stack"]([asarray(o, dtype=dtype) for o in a])
     if copy is False:
         raise ValueError("Unable to avoid copy while creating an array as requested")
     if hasattr(a, "__dlpack_device__") and not isinstance(a, np.ndarray) and a.__dlpack_device__()[0] == 2:

@@ -34,6 +34,7 @@ from bpgpu.backend.arrays import to_backend
 from bpgpu.engines.base import Engine as BaseEngine
 from bpgpu.engines.base import EpochStats, StepConfig
 from bpgpu.engines.cupy.kernels import kernels
+from bpgpu.guards import raise_if_out_of_memory
 from bpgpu.training.optimizers import SGD, Adam, Optimizer
 
 ALIGN = 128  # elements: every bias vector starts 512-byte aligned (float32)
@@ -119,8 +120,12 @@ class Engine(BaseEngine):
         self._acc = cupy.float64
         self._offset = EpochStats(0.0, 0.0, 0, True, [])
         if optimizer is not None:
-            with net.backend.activate():
-                self._adopt(net, optimizer)
+            try:
+                with net.backend.activate():
+                    self._adopt(net, optimizer)
+            except MemoryError as exc:  # the flat buffers do not fit: bpgpu's error, the network untouched
+                raise_if_out_of_memory(exc, net, self.config.batch_size)
+                raise
             self.start_epoch()
 
     # -- owning the parameters, gradients and optimizer state --------------------------------------------
