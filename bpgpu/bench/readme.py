@@ -102,6 +102,24 @@ def _w3_batches(record: dict[str, Any]) -> str:
     return f"{row['measured_steps']} of its {row['epoch_steps']} batches" if row else "not run"
 
 
+def _flags(record: dict[str, Any]) -> str:
+    """The command-line options that differ from the full run's defaults (dtypes, workloads)."""
+    cfg = record.get("config", {})
+    flags = ""
+    if cfg.get("dtypes") and cfg["dtypes"] != ["float32", "float64"]:
+        flags += f" --dtype {','.join(cfg['dtypes'])}"
+    if isinstance(cfg.get("workloads"), dict) and sorted(cfg["workloads"]) != list(WORKLOADS):
+        flags += f" --workload {','.join(cfg['workloads'])}"
+    return flags
+
+
+def _boxed(*records: dict[str, Any]) -> str:
+    """Which contenders were time-boxed (timed on fewer batches because their warm-up was very slow)."""
+    names = sorted({f"{r['contender']} on {r['workload']}" for rec in records for r in rec["results"]
+                    if r.get("time_boxed")})
+    return f" Time-boxed to fewer batches (a very slow warm-up): {', '.join(names)}." if names else ""
+
+
 def block(default: dict[str, Any], one_thread: dict[str, Any], names: tuple[str, str]) -> str:
     """Everything between the markers: where and how it was measured, the table, the targets met."""
     from bpgpu.bench.report import threads_line
@@ -114,8 +132,9 @@ def block(default: dict[str, Any], one_thread: dict[str, Any], names: tuple[str,
         f"jobs while it ran), {dtype}; cells are library-default threads / `--threads 1`; ✓/✗ = issue 9's "
         "target met or not, computed from the numbers. Sources: "
         f"`benchmarks/results/{names[0]}`, `benchmarks/results/{names[1]}`.",
-        f"Threads: {threads_line(default)} / {threads_line(one_thread)}. W3 is timed on "
-        f"{_w3_batches(default)} (one `fit` call over them) and scaled to the epoch.",
+        f"Runs: `python benchmarks/run.py{_flags(default)}` and the same with `--threads 1`. Threads: "
+        f"{threads_line(default)} / {threads_line(one_thread)}. W3 is timed on {_w3_batches(default)} (one "
+        "`fit` call over them) and scaled to the epoch." + _boxed(default, one_thread),
         "",
         table(default, one_thread),
         "",
