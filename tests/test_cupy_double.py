@@ -130,6 +130,8 @@ def test_fuse_is_one_operation_and_keeps_fusions_rules(cupy_double, cp):
     np.testing.assert_array_equal(s.get(), 4.0)
     with pytest.raises(TypeError, match="cannot fuse matmul"):
         cp.fuse(lambda a: cp.matmul(a, a))(x.reshape(4, 3) if False else cp.ones((3, 3)))
+    with pytest.raises(NotImplementedError, match="keepdims"):
+        cp.fuse(lambda a: cp.sum(a, axis=1, keepdims=True))(x)
     with pytest.raises(NotImplementedError, match="Multiple reduction"):
         cp.fuse(lambda a: cp.sum(a) + cp.max(a))(x)
     with pytest.raises(NotImplementedError, match="writes to an argument and reduces"):

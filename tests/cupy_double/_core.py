@@ -107,6 +107,8 @@ def call(name: str, fn: Any, kind: str, args: tuple, kwargs: dict, seq: bool = F
     out = kwargs.get("out")
     if FUSE.depth:
         _fuse_check(name, kind, out is not None)
+        if kind == "reduction" and kwargs.get("keepdims"):
+            raise NotImplementedError(f"cupy.{name} does not support `keepdims` in fusion yet.")
     if seq:
         first = [unwrap(a, dev) for a in args[0]]
         np_args = [first] + [unwrap(a, dev) for a in args[1:]]
