@@ -99,3 +99,61 @@ def test_class_weight_needs_classes():
     net = bpgpu.MLP([4, 5, 2], output="identity", dtype="float64", seed=0)
     with pytest.raises(ConfigError, match="class_weight needs class labels"):
         net.fit(rng.normal(size=(10, 4)), rng.normal(size=(10, 2)), epochs=1, class_weight={0: 2.0}, progress=False)
+
+
+# -- data parallelism: every feature together, three ranks = one process --------------------------------
+
+class _ThreadComm:
+    """Ranks as threads sharing one list: allreduce_sum / broadcast / allreduce_scalar by barrier."""
+
+    name = "threads"
+
+    def __init__(self, rank, shared):
+        self.rank, self.size, self.shared = rank, shared["size"], shared
+
+    def _exchange(self, value):
+        slots, barrier = self.shared["slots"], self.shared["barrier"]
+        slots[self.rank] = value
+        barrier.wait()
+        everything = list(slots)
+        barrier.wait()
+        return everything
+
+    def allreduce_sum(self, arrays):
+        everything = self._exchange([np.array(a, copy=True) for a in arrays])
+        return [sum(parts[i] for parts in everything) for i in range(len(arrays))]
+
+    def broadcast(self, arrays, root=0):
+        return list(self._exchange(list(arrays))[root])
+
+    def allreduce_scalar(self, value):
+        return float(sum(self._exchange(float(value))))
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["numpy-engine", "generic-engine"])
+def test_three_ranks_equal_one_process_with_clipping_dropout_and_class_weight(dropout):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    x, labels = _data(m=26)
+    kw = dict(epochs=2, batch_size=8, seed=4, progress=False, optimizer=None, class_weight={0: 2.0, 2: 0.5},
+              clip_norm=0.2, clip_value=0.05, dropout=dropout)
+
+    def net():
+        return bpgpu.MLP([4, 6, 5, 3], hidden="tanh", dtype="float64", seed=1)
+
+    single = net()
+    single.fit(x, labels, **{**kw, "optimizer": bpgpu.AdamW(0.02)})
+    size = 3
+    shared = {"size": size, "slots": [None] * size, "barrier": threading.Barrier(size)}
+
+    def rank_run(rank):
+        mine = net()
+        mine.fit(x, labels, comm=_ThreadComm(rank, shared), **{**kw, "optimizer": bpgpu.AdamW(0.02)})
+        return host(mine.weights) + host(mine.biases)
+
+    with ThreadPoolExecutor(size) as pool:
+        results = list(pool.map(rank_run, range(size)))
+    want = host(single.weights) + host(single.biases)
+    for params in results:
+        assert max_rel_diff(params, want) < 1e-13
