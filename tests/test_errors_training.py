@@ -50,7 +50,7 @@ BAD_FIT = [
     ("epochs-string", lambda n: _fit(n, epochs="3"), TypeError, ["epochs", "integer", "'3'"]),
     ("epochs-inf", lambda n: _fit(n, epochs=float("inf")), TypeError, ["epochs", "inf"]),
     ("checkpoint-every", lambda n: _fit(n, checkpoint_every=0), ConfigError, ["checkpoint_every", "0"]),
-    ("optimizer-name", lambda n: _fit(n, optimizer="adamw"), ConfigError, ["optimizer='adamw'", "sgd, adam"]),
+    ("optimizer-name", lambda n: _fit(n, optimizer="rmsprop"), ConfigError, ["optimizer='rmsprop'", "sgd, adam"]),
     ("optimizer-object", lambda n: _fit(n, optimizer=object()), ConfigError, ["optimizer", "SGD", "Adam", "sgd, adam"]),
     ("validation-pair", lambda n: _fit(n, validation_data=X), ConfigError, ["validation_data", "pair"]),
     ("validation-features", lambda n: _fit(n, validation_data=(X[:, :2], LABELS)), ShapeError,
