@@ -288,3 +288,25 @@ def test_out_of_memory_in_fit_is_bpgpus_error_and_the_network_stays_usable(cupy_
         np.testing.assert_array_equal(a, b)
     net.fit(x, y, epochs=1, batch_size=16, progress=False)          # and it trains once memory is there
     assert all(p.device.id == 1 for p in net.weights)
+
+
+@pytest.mark.parametrize("clip", [{"clip_norm": 0.05}, {"clip_value": 0.01}, {"clip_norm": 0.05, "clip_value": 0.01}],
+                         ids=["norm", "value", "both"])
+@pytest.mark.parametrize("opt_name", ["momentum", "adam-decay"])
+def test_gradient_clipping_equals_the_generic_engine(cupy_double, clip, opt_name):
+    runs = []
+    for generic in (False, True):
+        net = bpgpu.MLP([6, 7, 5, 3], "relu", dtype="float64", seed=2, device="cuda:1")
+        x, y = make_data([6, 7, 5, 3], "softmax", 40, np.random.default_rng(0))
+        with net.backend.activate():  # the reference engine makes its accumulators on the current device
+            eng = make_engine(net, OPTIMIZERS[opt_name](), StepConfig(batch_size=8, **clip), generic=generic)
+            assert eng.name == ("generic" if generic else "cupy")
+            xd, yd = net.as_features(x), net.as_targets(y, 40)
+            idx = cupy_double.cupy.asarray(np.arange(40))
+            eng.start_epoch()
+            for k in range(5):
+                eng.step(xd, yd, idx[8 * k: 8 * k + 8])
+            runs.append((net, eng.end_epoch()))
+    (fast, s1), (ref, s2) = runs
+    assert max_scaled_difference(fast.weights + fast.biases, ref.weights + ref.biases) <= 1e-12
+    np.testing.assert_allclose(s1.grad_norm_sums, s2.grad_norm_sums, rtol=1e-11)   # norms before clipping

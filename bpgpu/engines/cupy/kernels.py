@@ -15,6 +15,7 @@ Kernels (per step of an L-layer network; Z^l = A^{l−1}W^{lT} is a cuBLAS GEMM 
   (reduction: Σ_i s_i C_i) → ``softmax_ce_delta`` (Δ^L = (A − Y) s); the other pairs likewise;
 - ``sq_chunks(g)``                     Σ g² along rows of a (chunks, C) view: per-layer ‖∂C/∂W^l‖²
   from one reduction over the flat gradient buffer (no g ⊙ g temporary);
+- ``sq_total`` + ``clip_norm`` / ``clip_value`` / ``clip_norm_value``: gradient clipping over G;
 - ``sgd``, ``sgd_momentum``, ``sgd_nesterov``, ``adam`` (and ``*_decay`` with weight decay): the
   optimizer's update over the whole flat parameter buffer in one kernel, in the operation order of
   :meth:`bpgpu.training.optimizers.Optimizer.update_flat`.
@@ -152,6 +153,23 @@ def _build(cp: Any) -> SimpleNamespace:  # noqa: C901 - one table of small kerne
     @fuse(kernel_name="bpgpu_sq_chunks")
     def sq_chunks(g: Any) -> Any:
         return cp.sum(g * g, axis=1)
+
+    # -- gradient clipping (bpgpu.math.clipping: torch's clip_grad_norm_ then clip_grad_value_) ------
+    @fuse(kernel_name="bpgpu_sq_total")
+    def sq_total(g: Any) -> Any:
+        return cp.sum(g * g)                                    # ‖g‖² over every gradient
+
+    @fuse(kernel_name="bpgpu_clip_norm")
+    def clip_norm(g: Any, total: Any, c: float, eps: float) -> None:
+        g *= cp.minimum(c / (sqrt(total) + eps), 1)            # g · min(1, c / (‖g‖ + ε))
+
+    @fuse(kernel_name="bpgpu_clip_value")
+    def clip_value(g: Any, c: float) -> None:
+        g[...] = cp.minimum(maximum(g, -c), c)                 # clip(g, −c, c)
+
+    @fuse(kernel_name="bpgpu_clip_norm_value")
+    def clip_norm_value(g: Any, total: Any, c: float, eps: float, v: float) -> None:
+        g[...] = cp.minimum(maximum(g * cp.minimum(c / (sqrt(total) + eps), 1), -v), v)
 
     # -- the optimizer update over the flat buffers (Optimizer.update_flat's operation order) ----------
     @fuse(kernel_name="bpgpu_sgd")

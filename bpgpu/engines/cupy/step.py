@@ -35,6 +35,7 @@ from bpgpu.engines.base import Engine as BaseEngine
 from bpgpu.engines.base import EpochStats, StepConfig
 from bpgpu.engines.cupy.kernels import kernels
 from bpgpu.guards import raise_if_out_of_memory
+from bpgpu.math.clipping import EPS as CLIP_EPS
 from bpgpu.training.optimizers import SGD, Adam, Optimizer
 
 ALIGN = 128  # elements: every bias vector starts 512-byte aligned (float32)
@@ -105,6 +106,7 @@ def _optimizer_kernel(opt: Any) -> str | None:
 class Engine(BaseEngine):
     name = "cupy"
     checks_each_step = False
+    supports = frozenset({"clip_norm", "clip_value"})  # dropout runs on the generic engine
 
     def __init__(self, net: Any, optimizer: Any = None, config: StepConfig | None = None) -> None:
         super().__init__(net, optimizer, config)
@@ -314,9 +316,24 @@ class Engine(BaseEngine):
             cost = self.G[-1].copy()
         if self.config.record_grad_norms:
             self._parts.append(self.k.sq_chunks(self.G_chunks))   # Σ g² per chunk: one reduction
+        if self.config.clip_norm is not None or self.config.clip_value is not None:
+            self._clip()
         self._update()
         self._costs.append(cost)
         self._weights.append(weight)
+
+    def _clip(self) -> None:
+        """Clip the gradient buffer in place, by global norm then by value (bpgpu.math.clipping), after
+        the norms are recorded and before the update (weight decay comes after, as in torch)."""
+        k, cfg, g = self.k, self.config, self.Gp
+        if cfg.clip_norm is None:
+            k.clip_value(g, float(cfg.clip_value))
+            return
+        total = k.sq_total(g)
+        if cfg.clip_value is None:
+            k.clip_norm(g, total, float(cfg.clip_norm), CLIP_EPS)
+        else:
+            k.clip_norm_value(g, total, float(cfg.clip_norm), CLIP_EPS, float(cfg.clip_value))
 
     def _update(self) -> None:
         """The optimizer's step over the flat buffers in one fused kernel (weights and biases apart
