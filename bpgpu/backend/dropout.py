@@ -33,8 +33,9 @@ def epoch_key(rng: np.random.Generator | None, seed: int | None, epoch: int) -> 
 
 
 def scales(key: int, batch: int, rows: int, widths: list[int], p: float) -> list[np.ndarray]:
-    """r^l for each hidden layer of width ``widths[l]``: (rows, width) float64 arrays of 0 and 1/(1−p),
-    drawn by ``numpy.random.default_rng([key, batch])`` in layer order."""
+    """r^l for each hidden layer of width ``widths[l]``: (rows, width) float64 arrays of 0 and 1/(1−p):
+    unit kept where u ≥ p, u ~ U[0, 1) in float32 (2^-24 steps: ample for a rate) drawn by
+    ``numpy.random.default_rng([key, batch])`` in layer order."""
     rng = np.random.default_rng([int(key), int(batch)])
     keep = 1.0 / (1.0 - p)
-    return [np.where(rng.random((rows, n)) >= p, keep, 0.0) for n in widths]
+    return [np.multiply(rng.random((rows, n), dtype=np.float32) >= p, keep) for n in widths]
