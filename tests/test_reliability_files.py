@@ -326,3 +326,14 @@ def test_the_checks_pass_on_every_file_bpgpu_writes(saved, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(again.get_parameters()[0], net.get_parameters()[0]))
     header, arrays = fmt.read(path, "bpgpu-model")
     assert set(arrays) == {"W1", "W2", "b1", "b2"} and header["config"]["sizes"] == [4, 5, 3]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="changing a file's owner needs root")
+def test_root_re_saving_a_users_file_keeps_its_owner(tmp_path):
+    path = tmp_path / "m.npz"
+    net = bpgpu.MLP([3, 2], seed=0)
+    net.save(path)
+    os.chown(path, 12345, 23456)
+    net.save(path)
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid) == (12345, 23456)

@@ -8,7 +8,7 @@ Writing (:func:`atomic_write`): a temporary file in the target's folder, flushed
 ``os.replace``d over the target, so a crash leaves either the old file or the new one. Only regular
 files are written: an existing device, FIFO or folder at the path is refused; a symlink is written
 through (its target is replaced atomically, the link kept). A new file gets the mode the umask gives
-(0666 & ~umask), an existing one keeps its mode.
+(0666 & ~umask), an existing one keeps its mode (and, where permitted, its owner).
 
 Reading (:func:`read`) trusts nothing in the file: only a regular file is opened (never a FIFO); the
 zip's member list must be exactly ``__header__.npy`` plus one ``<name>.npy`` per entry of the header's
@@ -111,14 +111,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], Any]) -> str:
     target = check_target(path)
     folder = os.path.dirname(os.path.abspath(target))
     try:
-        mode = stat.S_IMODE(os.stat(target).st_mode)   # an existing file keeps its mode
+        old = os.stat(target)
+        mode, owner = stat.S_IMODE(old.st_mode), (old.st_uid, old.st_gid)  # an existing file keeps its mode
     except FileNotFoundError:
-        mode = 0o666 & ~_umask()                       # a new one gets what open() would give it
+        mode, owner = 0o666 & ~_umask(), None          # a new one gets what open() would give it
     fd, tmp = tempfile.mkstemp(prefix=".bpgpu-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as handle:
             if hasattr(os, "fchmod"):
                 os.fchmod(handle.fileno(), mode)
+            if owner is not None and hasattr(os, "fchown") and owner != (os.geteuid(), os.getegid()):
+                try:  # e.g. root re-saving a user's file: it stays the user's (allowed for root only)
+                    os.fchown(handle.fileno(), *owner)
+                except PermissionError:
+                    pass
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
