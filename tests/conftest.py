@@ -112,3 +112,11 @@ def gpu_cupy(request):
     import cupy
 
     return cupy
+
+
+@pytest.fixture
+def two_gpus(gpu_cupy):
+    """``gpu_cupy`` where it has at least two GPUs (the double has two): for the tests of cuda:1."""
+    if gpu_cupy.cuda.runtime.getDeviceCount() < 2:
+        pytest.skip("needs two GPUs (cuda:0 and cuda:1)")
+    return gpu_cupy

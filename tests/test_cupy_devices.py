@@ -34,7 +34,7 @@ def _train(device, **kw):
     return net, hist
 
 
-def test_cuda_1_trains_on_device_1_and_equals_the_cuda_0_run(cupy_double):
+def test_cuda_1_trains_on_device_1_and_equals_the_cuda_0_run(two_gpus):
     net0, h0 = _train("cuda:0")
     net1, h1 = _train("cuda:1")
     assert net1.backend.label == "cuda:1" and _on(net1, 1) and _on(net0, 0)
@@ -55,7 +55,7 @@ def test_cuda_1_trains_on_device_1_and_equals_the_cuda_0_run(cupy_double):
     assert net1.cost(x, y) == net0.cost(x, y)
 
 
-def test_save_load_and_copy_stay_on_device_1(cupy_double, tmp_path):
+def test_save_load_and_copy_stay_on_device_1(two_gpus, tmp_path):
     net, _ = _train("cuda:1")
     path = net.save(tmp_path / "net.npz")
     back = bpgpu.load(path, device="cuda:1")
@@ -66,7 +66,7 @@ def test_save_load_and_copy_stay_on_device_1(cupy_double, tmp_path):
     np.testing.assert_array_equal(to_host(back.predict_proba(x)), to_host(net.predict_proba(x)))
 
 
-def test_optimizer_state_is_kept_across_steps_on_cuda_1(cupy_double):
+def test_optimizer_state_is_kept_across_steps_on_cuda_1(two_gpus):
     """A user loop of backprop + opt.step on cuda:1: Adam's moments and step count carry over (they
     were re-created every step when devices were compared by string)."""
     x, y = _data()
@@ -89,10 +89,10 @@ def test_optimizer_state_is_kept_across_steps_on_cuda_1(cupy_double):
 
 @pytest.mark.parametrize("how", ["cupy-device-0", "int-0", "cupy-device-1", "int-1", "compat-device-1",
                                  "compat-none", "cupy-none", "device-object-alone"])
-def test_xp_cupy_and_compat_cupy_take_device_objects_and_integers(cupy_double, how):
+def test_xp_cupy_and_compat_cupy_take_device_objects_and_integers(two_gpus, how):
     import array_api_compat.cupy as compat_cupy
 
-    cupy = cupy_double.cupy
+    cupy = two_gpus
     kwargs, want = {
         "cupy-device-0": ({"xp": cupy, "device": cupy.cuda.Device(0)}, 0),
         "int-0": ({"xp": cupy, "device": 0}, 0),
@@ -110,22 +110,23 @@ def test_xp_cupy_and_compat_cupy_take_device_objects_and_integers(cupy_double, h
     assert _on(net, want)
 
 
-def test_xp_cupy_without_a_device_means_cupys_current_device(cupy_double):
-    cupy = cupy_double.cupy
+def test_xp_cupy_without_a_device_means_cupys_current_device(two_gpus):
+    cupy = two_gpus
     with cupy.cuda.Device(1):
         net = bpgpu.MLP([4, 3], seed=0, xp=cupy)
     assert net.backend.label == "cuda:1"
 
 
-def test_a_missing_gpu_index_is_a_device_error_and_a_bare_integer_names_the_spelling(cupy_double):
-    with pytest.raises(bpgpu.DeviceError, match=r"cuda:2 does not exist: this machine has 2 GPU"):
-        bpgpu.MLP([3, 2], xp=cupy_double.cupy, device=2)
+def test_a_missing_gpu_index_is_a_device_error_and_a_bare_integer_names_the_spelling(gpu_cupy):
+    count = gpu_cupy.cuda.runtime.getDeviceCount()
+    with pytest.raises(bpgpu.DeviceError, match=rf"cuda:{count} does not exist: this machine has {count} GPU"):
+        bpgpu.MLP([3, 2], xp=gpu_cupy, device=count)
     with pytest.raises(bpgpu.ConfigError, match=r"device=1 is not understood.*device='cuda:1', or xp=cupy with device=1"):
         bpgpu.MLP([3, 2], device=1)
 
 
-def test_arrays_given_on_another_gpu_are_refused_not_migrated(cupy_double):
-    cupy = cupy_double.cupy
+def test_arrays_given_on_another_gpu_are_refused_not_migrated(two_gpus):
+    cupy = two_gpus
     net = bpgpu.MLP([4, 3], seed=0, device="cuda:1")
     with cupy.cuda.Device(0):
         x = cupy.ones((2, 4))

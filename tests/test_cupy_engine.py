@@ -31,7 +31,7 @@ def _train_steps(net, opt, x, y, batch, generic, steps=3, sample_weight=None):
     with net.backend.activate():
         xd, yd = net.as_features(x), net.as_targets(y, x.shape[0])
         sw = None if sample_weight is None else bpgpu.to_backend(sample_weight, net.backend, net.dtype)
-        cupy = __import__("cupy")
+        import cupy
         idx = cupy.asarray(np.random.default_rng(5).permutation(x.shape[0]))
         eng.start_epoch()
         for k in range(steps):
@@ -46,7 +46,7 @@ def _pair(hidden, output, cost, opt_name, dtype="float64", sizes=(6, 7, 5, 3), d
 
 @pytest.mark.parametrize("hidden,output,cost", COMBOS)
 @pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
-def test_engine_equals_the_generic_engine(cupy_double, hidden, output, cost, opt_name):
+def test_engine_equals_the_generic_engine(gpu_cupy, hidden, output, cost, opt_name):
     (fast, ref), (o1, o2) = _pair(hidden, output, cost, opt_name)
     x, y = make_data([6, 7, 5, 3], output, 40, np.random.default_rng(0))
     e1, s1 = _train_steps(fast, o1, x, y, 8, generic=False, steps=4)
@@ -63,7 +63,7 @@ def test_engine_equals_the_generic_engine(cupy_double, hidden, output, cost, opt
 
 
 @pytest.mark.parametrize("hidden,output,cost", COMBOS)
-def test_gradients_and_outputs_equal_the_generic_engine(cupy_double, hidden, output, cost):
+def test_gradients_and_outputs_equal_the_generic_engine(two_gpus, hidden, output, cost):
     net = bpgpu.MLP([6, 7, 5, 3], hidden, output, cost, dtype="float64", seed=4, device="cuda:1")
     x, y = make_data([6, 7, 5, 3], output, 13, np.random.default_rng(1))
     with net.backend.activate():
@@ -82,7 +82,7 @@ def test_gradients_and_outputs_equal_the_generic_engine(cupy_double, hidden, out
 
 
 @pytest.mark.parametrize("opt_name", ["momentum", "adam"])
-def test_weighted_rows_equal_the_generic_engine(cupy_double, opt_name):
+def test_weighted_rows_equal_the_generic_engine(gpu_cupy, opt_name):
     (fast, ref), (o1, o2) = _pair("tanh", "softmax", "cross_entropy", opt_name)
     x, y = make_data([6, 7, 5, 3], "softmax", 40, np.random.default_rng(2))
     w = np.random.default_rng(3).uniform(0.0, 2.0, size=40)
@@ -93,7 +93,7 @@ def test_weighted_rows_equal_the_generic_engine(cupy_double, opt_name):
     assert s1.cost_sum == pytest.approx(s2.cost_sum, rel=1e-12)
 
 
-def test_float32_equals_the_generic_engine_within_float32_tolerance(cupy_double):
+def test_float32_equals_the_generic_engine_within_float32_tolerance(gpu_cupy):
     (fast, ref), (o1, o2) = _pair("relu", "softmax", "cross_entropy", "adam", dtype="float32")
     x, y = make_data([6, 7, 5, 3], "softmax", 40, np.random.default_rng(4))
     _train_steps(fast, o1, x, y, 8, generic=False)
@@ -210,7 +210,7 @@ def test_out_of_memory_leaves_the_parameters_at_a_step_boundary(cupy_double):
     assert eng.optimizer.steps == 2
 
 
-def test_fit_on_the_engine_equals_fit_on_numpy(cupy_double):
+def test_fit_on_the_engine_equals_fit_on_numpy(two_gpus):
     x, y = make_data([8, 9, 3], "softmax", 50, np.random.default_rng(7))
     runs = []
     for device in ("cpu", "cuda:1"):
@@ -237,7 +237,7 @@ def test_without_gradient_norms_a_step_is_one_operation_fewer(cupy_double):
     assert eng.end_epoch().grad_norm_sums == []
 
 
-def test_divergence_on_cuda_1_names_the_step_and_keeps_the_weights_from_before_it(cupy_double):
+def test_divergence_on_cuda_1_names_the_step_and_keeps_the_weights_from_before_it(two_gpus):
     """fit's replay from the host snapshot (the CuPy engine checks no step on the host) finds the same
     epoch and batch as the NumPy engine, which refuses the bad step before applying it."""
     rng = np.random.default_rng(3)
@@ -255,7 +255,7 @@ def test_divergence_on_cuda_1_names_the_step_and_keeps_the_weights_from_before_i
         np.testing.assert_array_equal(a, b)
 
 
-def test_checkpoint_and_resume_on_cuda_1_equal_one_run(cupy_double, tmp_path):
+def test_checkpoint_and_resume_on_cuda_1_equal_one_run(two_gpus, tmp_path):
     rng = np.random.default_rng(4)
     x, y = rng.normal(size=(45, 5)), rng.integers(0, 3, size=45)
     kw = dict(hidden="tanh", dtype="float64", device="cuda:1")
@@ -293,7 +293,7 @@ def test_out_of_memory_in_fit_is_bpgpus_error_and_the_network_stays_usable(cupy_
 @pytest.mark.parametrize("clip", [{"clip_norm": 0.05}, {"clip_value": 0.01}, {"clip_norm": 0.05, "clip_value": 0.01}],
                          ids=["norm", "value", "both"])
 @pytest.mark.parametrize("opt_name", ["momentum", "adam-decay"])
-def test_gradient_clipping_equals_the_generic_engine(cupy_double, clip, opt_name):
+def test_gradient_clipping_equals_the_generic_engine(two_gpus, clip, opt_name):
     runs = []
     for generic in (False, True):
         net = bpgpu.MLP([6, 7, 5, 3], "relu", dtype="float64", seed=2, device="cuda:1")
@@ -302,7 +302,7 @@ def test_gradient_clipping_equals_the_generic_engine(cupy_double, clip, opt_name
             eng = make_engine(net, OPTIMIZERS[opt_name](), StepConfig(batch_size=8, **clip), generic=generic)
             assert eng.name == ("generic" if generic else "cupy")
             xd, yd = net.as_features(x), net.as_targets(y, 40)
-            idx = cupy_double.cupy.asarray(np.arange(40))
+            idx = two_gpus.asarray(np.arange(40))
             eng.start_epoch()
             for k in range(5):
                 eng.step(xd, yd, idx[8 * k: 8 * k + 8])
