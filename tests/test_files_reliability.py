@@ -4,14 +4,12 @@ its last checkpoint to the same weights as an uninterrupted run."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import zipfile
 
 import numpy as np
 import pytest
