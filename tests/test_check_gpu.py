@@ -168,3 +168,13 @@ def test_tf32_block_sets_and_restores_the_variables(monkeypatch):
 
         assert os.environ["CUPY_TF32"] == "0" and os.environ["BPGPU_TF32"] == "0"
     assert os.environ["CUPY_TF32"] == "1" and "BPGPU_TF32" not in os.environ
+
+
+@pytest.mark.gpu
+def test_parity_and_mixed_rows_on_the_gpu(gpu_cupy):
+    """The real GPU steps of check-gpu (not stood in for) on the CuPy test double / a card."""
+    got = check_gpu.parity("cuda:0")
+    assert got["float64"]["met"] and got["float32"]["met"], got
+    rows = check_gpu.mixed_rows("cuda:0", lambda m: None, workloads=("W2",), steps={"W2": 2}, table=TINY)
+    assert [r["status"] for r in rows] == ["ok", "ok", "skipped"], rows  # no bfloat16 on CuPy
+    assert rows[1]["last_cost"] == pytest.approx(rows[0]["last_cost"], rel=1e-2)

@@ -117,3 +117,11 @@ def test_the_extras_bring_cupys_runtime_libraries():
     extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert any(r.replace(" ", "").startswith("cupy-cuda12x[ctk]") for r in extras["cuda12"]), extras["cuda12"]
     assert any(r.replace(" ", "").startswith("cupy-cuda13x[ctk]") for r in extras["cuda13"]), extras["cuda13"]
+
+
+@pytest.mark.gpu
+def test_the_probe_passes_on_the_cupy_test_double(cupy_double):
+    """The probe's kernel runs through its NumPy twin (tests/cupy_double/twins.py), its matrix
+    product on the double's matmul; a missing index still says how many GPUs there are."""
+    assert probe.cuda_status(0) == "ok" and probe.cuda_status(1) == "ok"
+    assert probe.cuda_status(2).startswith("cuda:2 does not exist: this machine has 2 GPU(s)")
