@@ -346,3 +346,22 @@ def test_early_stopping_arguments_are_named_in_errors(kwargs, error, words):
         bpgpu.EarlyStopping(**kwargs)
     for word in words:
         assert word in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("data", [{"rows": 60, "x_shape": [60, 3], "y_shape": [60, 2], "sums": "x"},
+                                  {"rows": 60, "x_shape": [60, 3], "y_shape": [60, 2], "sums": [1.0, None]}])
+def test_a_damaged_data_fingerprint_is_a_model_file_error(tmp_path, checkpoint_file, data):
+    path, x, y = checkpoint_file
+    bad = _rewrite(path, tmp_path / "fp.npz", header_update=lambda h: h["fit"].update(data=data))
+    with pytest.raises(ModelFileError, match="fingerprint is damaged") as info:
+        _resume(bad, x, y)
+    assert str(bad) in str(info.value)
+
+
+@pytest.mark.parametrize("value", [True, 5, 2.5])
+def test_resume_must_be_a_path(value):
+    x, y = _data()
+    with pytest.raises(TypeError, match="resume must be the path of a checkpoint"):
+        _net().fit(x, y, 2, 8, resume=value, progress=False)
+    with pytest.raises(TypeError, match="resume must be the path"):
+        Resume(value)

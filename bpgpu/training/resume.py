@@ -46,6 +46,9 @@ class Resume:
     allow: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
+        if isinstance(self.path, bool) or not isinstance(self.path, (str, os.PathLike)):
+            raise TypeError(f"resume must be the path of a checkpoint written by fit(checkpoint=...); got "
+                            f"{self.path!r:.60} ({type(self.path).__name__}).")
         allow = (self.allow,) if isinstance(self.allow, str) else tuple(self.allow)
         bad = [a for a in allow if a not in ALLOW]
         if bad:
@@ -65,8 +68,11 @@ def _data_differences(saved: dict[str, Any], mine: dict[str, Any]) -> list[str]:
         if saved.get(key) != mine.get(key):
             out.append(f"{what}: saved {saved.get(key)}, given {mine.get(key)}")
     if not out:
-        close = all(isinstance(a, (int, float)) and math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6 * max(1, mine["rows"]))
-                    for a, b in zip(saved.get("sums", []), mine["sums"])) and len(saved.get("sums", [])) == 2
+        sums = saved.get("sums")
+        if not isinstance(sums, list) or len(sums) != 2 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in sums):
+            raise ModelFileError(f"the checkpoint's data fingerprint is damaged (sums {sums!r:.60}).")
+        close = all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6 * max(1, mine["rows"])) for a, b in zip(sums, mine["sums"]))
         if not close or saved.get("sample_sha256") != mine["sample_sha256"]:
             out.append("the values (checksum differs)")
     return out
@@ -152,7 +158,10 @@ def resume_from(
         raise ConfigError(f"checkpoint {path!r} was written with shuffle={saved_fit['shuffle']} but fit was given "
                           f"shuffle={shuffle}; resume with shuffle={saved_fit['shuffle']}.")
     if fingerprint is not None and isinstance(saved_fit.get("data"), dict) and "data" not in request.allow:
-        differs = _data_differences(saved_fit["data"], fingerprint)
+        try:
+            differs = _data_differences(saved_fit["data"], fingerprint)
+        except ModelFileError as exc:
+            raise ModelFileError(f"checkpoint {path!r}: {exc}") from None
         if differs:
             raise ConfigError(
                 f"checkpoint {path!r} was written while training on other data ({'; '.join(differs)}); resume "
