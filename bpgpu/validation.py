@@ -62,9 +62,10 @@ def _kind(x: Any, name: str = "x") -> str:
     return "other"
 
 
-def on_backend(x: Any, backend: Backend, name: str, dtype: Any = None) -> Any:
+def on_backend(x: Any, backend: Backend, name: str, dtype: Any = None, values: bool = True) -> Any:
     """``x`` as an array of the network's backend: host data (NumPy, lists) is copied to the device
-    here, once; an array of another library or device is an error (move it, or move the network)."""
+    here, once; an array of another library or device is an error (move it, or move the network).
+    ``values=False``: a device array's range is not read back before a narrowing cast (no sync)."""
     if _is_host(x):
         masked = getattr(x, "mask", None)  # numpy.ma: the hidden values would silently be trained on
         if masked is not None and bool(masked.any()):
@@ -89,7 +90,7 @@ def on_backend(x: Any, backend: Backend, name: str, dtype: Any = None) -> Any:
     if other.name != backend.name or str(other.device) != str(backend.device):
         taken = adopt(x, backend, name)  # same device by DLPack (zero copy), or host <-> device once
         if taken is not None:
-            return on_backend(taken, backend, name, dtype)
+            return on_backend(taken, backend, name, dtype, values)
         raise DeviceMismatchError(
             f"{name} lives on {other.label} but the network is on {backend.label}; move the data "
             f"(bpgpu.to_backend(x, net.backend) or a NumPy array) or the network (net.to(...))."
@@ -97,7 +98,8 @@ def on_backend(x: Any, backend: Backend, name: str, dtype: Any = None) -> Any:
     if getattr(x, "requires_grad", False):  # a torch tensor in an autograd graph: bpgpu's math is its own
         x = x.detach()
     if dtype is not None and x.dtype != dtype:
-        check_range(x, backend, name, dtype)
+        if values:
+            check_range(x, backend, name, dtype)
         x = backend.xp.astype(x, dtype)
     return x
 
@@ -144,7 +146,7 @@ def check_features(x: Any, backend: Backend, n_in: int, dtype: Any, name: str = 
             f"{name} must hold real numbers (an integer or floating dtype); got dtype "
             f"{getattr(x, 'dtype', kind)} ({kind}). Convert it first, e.g. {name}.astype('float32')."
         )
-    x = on_backend(x, backend, name, dtype)
+    x = on_backend(x, backend, name, dtype, values)
     if x.ndim != 2:
         hint = " For one example use x[None, :]." if x.ndim == 1 else ""
         raise ShapeError(f"{name} must be 2-D (examples, {n_in} features); got shape {tuple(x.shape)}.{hint}")
@@ -218,7 +220,7 @@ def check_targets(
                 f"the output is {output!r} with {n_out} units: give float target rows of shape ({m}, {n_out})."
             )
     else:
-        y = on_backend(y, backend, name, dtype)
+        y = on_backend(y, backend, name, dtype, values)
         if y.ndim == 1 and n_out == 1:
             y = xp.reshape(y, (-1, 1))
         elif y.ndim == 1:
