@@ -75,23 +75,52 @@ def _make(name: str, fn: Any, kind: str, seq: bool = False) -> Any:
 
     f.__name__ = name
     f.__qualname__ = name
+    f.__wrapped__ = fn  # its signature is NumPy's (what the double accepts)
     return f
 
 
 for _n in "sum prod max min amax amin mean std var any all nansum nanmax nanmin nanmean".split():
     _g[_n] = _make(_n, getattr(np, _n), "reduction")
-for _n in """matmul dot vdot inner outer tensordot einsum take take_along_axis sort argsort argmax argmin
+for _n in """matmul dot vdot inner outer tensordot einsum take take_along_axis sort argsort
 searchsorted cumsum cumprod diff roll tile repeat pad tril triu diag trace isin kron cross
 count_nonzero interp bincount put_along_axis""".split():
     _g[_n] = _make(_n, getattr(np, _n), "other")
 for _n in "concatenate stack vstack hstack column_stack dstack".split():
     _g[_n] = _make(_n, getattr(np, _n), "other", seq=True)
-for _n in """reshape ravel transpose swapaxes moveaxis rollaxis expand_dims squeeze broadcast_to flip fliplr
+for _n in """ravel transpose swapaxes moveaxis rollaxis expand_dims squeeze broadcast_to flip fliplr
 flipud diagonal atleast_1d atleast_2d atleast_3d split array_split""".split():
     _g[_n] = _make(_n, getattr(np, _n), "view")
 for _n in "clip where isclose nan_to_num real imag around round fix".split():
     _g[_n] = _make(_n, getattr(np, _n), "elementwise")
 round_ = _g["around"]
+
+
+def _arg_reduction(name: str, np_fn: Any) -> Any:
+    def f(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False) -> Any:
+        kwargs = {"axis": axis, "keepdims": keepdims}
+        if out is not None:
+            kwargs["out"] = out
+        res = call(name, np_fn, "other", (a,), kwargs)
+        return res if dtype is None or out is not None else res.astype(dtype, copy=False)
+
+    f.__name__ = name
+    return f
+
+
+argmax = _arg_reduction("argmax", np.argmax)   # CuPy's take dtype= (NumPy's do not)
+argmin = _arg_reduction("argmin", np.argmin)
+
+
+def reshape(a: Any, newshape: Any, order: str = "C", copy: Any = None) -> Any:
+    """CuPy 14.2's ``reshape(a, newshape, order, copy)`` (a view where possible, free)."""
+    if not isinstance(a, ndarray):
+        raise TypeError(f"Unsupported type {type(a)}")
+    out = a.reshape(newshape, order=order)
+    if copy is True:
+        return out.copy()
+    if copy is False and not _core.is_view_of_live(out._a):
+        raise ValueError("Unable to avoid copy while reshaping.")
+    return out
 
 
 def broadcast_arrays(*args: Any) -> list:
@@ -173,21 +202,30 @@ def full(shape: Any, fill_value: Any, dtype: Any = None, order: str = "C") -> nd
     return _created(np.full(shape, fill_value, dtype=dtype, order=order))
 
 
-def _like(np_fn: Any, fill: bool) -> Any:
-    def f(a: Any, *args: Any, dtype: Any = None, order: str = "K", subok: Any = None, shape: Any = None) -> ndarray:
-        if not isinstance(a, ndarray):
-            raise TypeError(f"Unsupported type {type(a)}")
-        args = tuple(unwrap(v, a._dev) if isinstance(v, ndarray) else v for v in args)
-        return _created(np_fn(np.empty(a.shape, a.dtype), *args, dtype=dtype, order="C", shape=shape), fill)
-
-    f.__name__ = np_fn.__name__
-    return f
+def _like(np_fn: Any, prototype: Any, args: tuple, dtype: Any, shape: Any, fill: bool) -> ndarray:
+    if not isinstance(prototype, ndarray):
+        raise TypeError(f"Unsupported type {type(prototype)}")
+    args = tuple(unwrap(v, prototype._dev) if isinstance(v, ndarray) else v for v in args)
+    return _created(np_fn(np.empty(prototype.shape, prototype.dtype), *args, dtype=dtype, order="C", shape=shape),
+                    fill)
 
 
-empty_like = _like(np.empty_like, False)
-zeros_like = _like(np.zeros_like, True)
-ones_like = _like(np.ones_like, True)
-full_like = _like(np.full_like, True)
+# CuPy 14.2's own parameter names (empty_like's first is ``prototype``, the others' ``a``)
+def empty_like(prototype: Any, dtype: Any = None, order: str = "K", subok: Any = None, shape: Any = None) -> ndarray:
+    return _like(np.empty_like, prototype, (), dtype, shape, False)
+
+
+def zeros_like(a: Any, dtype: Any = None, order: str = "K", subok: Any = None, shape: Any = None) -> ndarray:
+    return _like(np.zeros_like, a, (), dtype, shape, True)
+
+
+def ones_like(a: Any, dtype: Any = None, order: str = "K", subok: Any = None, shape: Any = None) -> ndarray:
+    return _like(np.ones_like, a, (), dtype, shape, True)
+
+
+def full_like(a: Any, fill_value: Any, dtype: Any = None, order: str = "K", subok: Any = None,
+              shape: Any = None) -> ndarray:
+    return _like(np.full_like, a, (fill_value,), dtype, shape, True)
 
 
 def arange(start: Any, stop: Any = None, step: Any = 1, dtype: Any = None) -> ndarray:
