@@ -92,10 +92,13 @@ class MLP:
 
     def config(self) -> dict[str, Any]:
         """What it takes to rebuild this network (the save file's header uses it)."""
-        return {
+        config = {
             "sizes": list(self.sizes), "hidden": self.hidden.name, "output": self.output,
             "cost": self.cost_name, "dtype": self.dtype_name, "init": self.init,
         }
+        if self.precision.startswith("mixed"):  # only then: files of plain networks are unchanged
+            config["precision"] = self.precision
+        return config
 
     def __repr__(self) -> str:
         return (

@@ -196,3 +196,16 @@ def test_bpgpu_train_precision_flag(capsys):
     assert "precision='mixed16'" in out and "test accuracy" in out
     assert main(["train", "--epochs", "1", "--precision", "mixed16", "--dtype", "float64"]) == 1
     assert "--precision mixed16 keeps float32 master weights" in capsys.readouterr().err
+
+
+def test_save_load_and_checkpoints_keep_the_precision(tmp_path):
+    net = bpgpu.MLP([64, 12, 10], seed=0, precision="mixed16")
+    path = net.save(tmp_path / "m.npz")
+    back = bpgpu.load(path)
+    assert back.precision == "mixed16" and type(back.engine()).__module__ == "bpgpu.engines.mixed"
+    assert bpgpu.load(path, dtype="float64").precision == "float64"  # a float64 copy is plain float64
+    assert bpgpu.load(bpgpu.MLP([4, 3, 2]).save(tmp_path / "p.npz")).precision == "float32"
+    ck = tmp_path / "ck.npz"
+    net.fit(XTR[:64], YTR[:64], 1, 16, progress=False, seed=0, checkpoint=ck)
+    with pytest.raises(bpgpu.ConfigError, match="precision"):
+        bpgpu.MLP([64, 12, 10], seed=0).fit(XTR[:64], YTR[:64], 2, 16, progress=False, resume=ck)

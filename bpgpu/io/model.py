@@ -106,6 +106,7 @@ def build(config: Any, path: str, device: Any = None, xp: Any = None, dtype: str
         return MLP(
             config["sizes"], hidden=config["hidden"], output=config["output"], cost=config["cost"],
             dtype=dtype or config["dtype"], device=backend, init=config["init"], seed=0,
+            precision=config.get("precision") if dtype in (None, "float32") else None,  # mixed16 masters: float32
         )
     except (ConfigError, ShapeError, TypeError) as exc:  # a DeviceError (the device asked for) propagates
         raise ModelFileError(f"{path!r}: the saved configuration is not valid ({exc}).") from None

@@ -142,7 +142,8 @@ def resume_from(
     state = read_shared(path, comm, net.backend)
     mine = net.config()
     if state.config != mine:
-        diff = {k: (state.config.get(k), mine.get(k)) for k in mine if state.config.get(k) != mine.get(k)}
+        diff = {k: (state.config.get(k), mine.get(k)) for k in {**state.config, **mine}
+                if state.config.get(k) != mine.get(k)}  # keys of either side (a mixed16 run saves "precision")
         raise ConfigError(
             f"checkpoint {path!r} is for another network: (saved, this net) differ in {diff}; "
             "build the network with the checkpoint's settings."
