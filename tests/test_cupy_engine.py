@@ -310,3 +310,19 @@ def test_gradient_clipping_equals_the_generic_engine(two_gpus, clip, opt_name):
     (fast, s1), (ref, s2) = runs
     assert max_scaled_difference(fast.weights + fast.biases, ref.weights + ref.biases) <= 1e-12
     np.testing.assert_allclose(s1.grad_norm_sums, s2.grad_norm_sums, rtol=1e-11)   # norms before clipping
+
+
+def test_inference_and_gradients_hold_no_device_memory_after_the_call(cupy_double):
+    import gc
+
+    net = bpgpu.MLP([20, 64, 4], "relu", dtype="float32", seed=0, device="cuda:0")
+    x, y = make_data([20, 64, 4], "softmax", 500, np.random.default_rng(0))
+    xd = bpgpu.to_backend(x, net.backend, "float32")
+    gc.collect()
+    held = cupy_double.live_bytes()
+    for _ in range(2):
+        net.predict(xd)
+        net.evaluate(xd, y)
+        net.backprop(xd, y)
+    gc.collect()
+    assert cupy_double.live_bytes() == held          # no 500-row workspace kept by the cached engine

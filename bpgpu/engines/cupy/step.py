@@ -162,8 +162,12 @@ class Engine(BaseEngine):
             self.scratch = cp.empty(lay.size, dtype=self.dtype)
         self.workspace(self.config.batch_size)
 
-    def workspace(self, m: int) -> Workspace:
+    def workspace(self, m: int, keep: bool = True) -> Workspace:
+        """The buffers for m rows: kept for training batch sizes; made per call (``keep=False``) for
+        gradients and inference, so a network's cached inference engine holds no device memory."""
         ws = self._workspaces.get(m)
+        if ws is None and not keep:
+            return Workspace(self.cp, list(self.net.sizes), m, self.dtype)
         if ws is None:
             if len(self._workspaces) > 3:
                 self._workspaces.clear()
@@ -414,14 +418,14 @@ class Engine(BaseEngine):
                 s = 1.0 / m
             else:
                 s = (sample_weight / cp.maximum(cp.sum(sample_weight), 1e-30))[:, None]
-            v = self.workspace(m)
+            v = self.workspace(m, keep=False)
             cost = self._backprop(v, x, y, list(net.weights), list(net.biases), s, gw, gb)
             return cost, gw, gb
 
     def outputs(self, x: Any) -> tuple[Any, Any]:
         with self.net.backend.activate():
             cp, net, k, L = self.cp, self.net, self.k, self.layers
-            a = self._forward_hidden(self.workspace(x.shape[0]), x, net.weights, net.biases)
+            a = self._forward_hidden(self.workspace(x.shape[0], keep=False), x, net.weights, net.biases)
             z = cp.matmul(a, net.weights[L - 1].T)                  # new arrays: returned to the caller
             k.bias_identity(z, net.biases[L - 1])
             out = self.pair[0]
