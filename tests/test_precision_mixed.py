@@ -5,6 +5,8 @@ masters bit-identical, halves the scale)."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -124,7 +126,7 @@ def test_mlp_precision_argument():
     assert copy.precision == "mixed16" and type(copy.engine()).__module__ == "bpgpu.engines.mixed"
 
 
-def test_fit_with_an_overflowing_scale_keeps_finite_weights_and_trains():
+def test_fit_with_an_overflowing_scale_keeps_finite_weights_and_trains(caplog):
     """fit through the mixed engine from an absurd initial scale: the first steps overflow and are
     skipped (the scale halves each time), then training proceeds; no NaN ever reaches the masters."""
     from bpgpu.engines import mixed
@@ -138,9 +140,11 @@ def test_fit_with_an_overflowing_scale_keeps_finite_weights_and_trains():
     mp = pytest.MonkeyPatch()
     mp.setattr(mixed.LossScaler, "__init__", huge)
     try:
-        hist = net.fit(XTR, YTR, 3, 16, optimizer=SGD(0.5), progress=False, seed=0)
+        with caplog.at_level(logging.INFO, logger="bpgpu"):
+            hist = net.fit(XTR, YTR, 3, 16, optimizer=SGD(0.5), progress=False, seed=0)
     finally:
         mp.undo()
+    assert "mixed precision: " in caplog.text and "steps skipped this epoch" in caplog.text
     assert all(np.isfinite(w).all() for w in net.get_parameters()[0])
     assert hist.cost[-1] < hist.cost[0] and net.evaluate(XTE, YTE)["accuracy"] > 0.8
 

@@ -166,6 +166,19 @@ class Engine(GenericEngine):
         if self._skipped_last:  # a skipped step's (infinite) gradient norms are not recorded
             self._norm_sums = norms
 
+    def start_epoch(self) -> None:
+        super().start_epoch()
+        self._skipped_at_start = self.scaler.skipped if hasattr(self, "scaler") else 0  # (first call: from __init__)
+
+    def end_epoch(self) -> Any:
+        """The generic epoch totals; steps skipped for overflow this epoch are logged (INFO)."""
+        stats = super().end_epoch()
+        skipped = self.scaler.skipped - self._skipped_at_start
+        if skipped:
+            log.info("mixed precision: %d of %d steps skipped this epoch (gradients overflowed); loss scale now %g",
+                     skipped, stats.batches, self.scaler.scale)
+        return stats
+
     @property
     def skipped_steps(self) -> int:
         """Steps skipped because the scaled gradients overflowed, over this engine's life."""
