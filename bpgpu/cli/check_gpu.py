@@ -51,6 +51,7 @@ def probe(index: int) -> dict[str, Any]:
 
     status = cuda_status(index)
     if status != "ok":
+        status = status.replace(", or use device='cpu'", "")  # (checking a GPU: the CPU is no alternative)
         raise DeviceError(f"no usable GPU to check (cuda:{index}): {status}")
     import cupy
 
