@@ -122,6 +122,26 @@ def test_adamw_dropout_and_clipping_flags_reach_fit(iris_csv, capsys, monkeypatc
     assert float(_line(out, "held-out accuracy:").split()[2].rstrip("%")) >= 90.0, out
 
 
+def test_class_weight_flag_maps_labels_to_classes(iris_csv, capsys, monkeypatch):
+    seen = {}
+    real_fit = bpgpu.MLP.fit
+
+    def spy(self, *args, **kwargs):
+        seen.update(kwargs)
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(bpgpu.MLP, "fit", spy)
+    common = ["--data", str(iris_csv), "--target", "species", "--epochs", "2", "--sizes", "4,8,3"]
+    assert _run(capsys, *common, "--class-weight", "virginica=2.5, setosa=0")[0] == 0
+    assert seen["class_weight"] == {2: 2.5, 0: 0.0}  # classes sorted: setosa 0, versicolor 1, virginica 2
+    assert _run(capsys, *common, "--class-weight", "balanced")[0] == 0 and seen["class_weight"] == "balanced"
+    for bad, match in (("rose=2", "a label of the data (setosa, versicolor, virginica)"), ("setosa=x", "not a number"),
+                       ("setosa=-1", "finite number ≥ 0"), ("setosa", "LABEL=WEIGHT")):
+        code, out, err = _run(capsys, *common, "--class-weight", bad)
+        assert code == 1 and "--class-weight" in err and match in err, err
+        assert "network:" not in out  # refused before anything was built or trained
+
+
 @pytest.mark.parametrize("argv", [["--validation-split", "1.5"], ["--early-stopping", "-1"], ["--schedule", "cyclic"],
                                   ["--dropout", "1"], ["--dropout", "-0.1"], ["--clip-norm", "0"], ["--clip-value", "-2"],
                                   ["--clip-norm", "inf"], ["--optimizer", "lion"]])

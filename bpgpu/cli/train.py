@@ -178,6 +178,7 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
         args.device = comm.device  # this rank's GPU
 
     data = train_options.load_data(args)  # --data FILE / --mnist DIR / the digits
+    class_weight = train_options.class_weight(args, data.classes)  # --class-weight, checked before training
     x_train, y_train, x_test, y_test, data_name = data.x_train, data.y_train, data.x_held, data.y_held, data.name
     held = "test" if not args.data else "held-out" if x_test is not None else "training"
     n_features = x_train.shape[1]
@@ -223,7 +224,7 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
                           validation_data=(x_test, y_test) if held != "training" else None, seed=args.seed,
                           progress=not args.no_progress, comm=comm, early_stopping=args.early_stopping,
                           checkpoint=args.checkpoint, resume=_resume(args), dropout=args.dropout,
-                          clip_norm=args.clip_norm, clip_value=args.clip_value)
+                          clip_norm=args.clip_norm, clip_value=args.clip_value, class_weight=class_weight)
     except KeyboardInterrupt as exc:  # fit stops at a step boundary (TrainingInterrupted)
         return _interrupted(exc, net, args, root)
     seconds = time.perf_counter() - start

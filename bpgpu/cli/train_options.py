@@ -80,6 +80,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="scale each step's gradient down to global norm C when larger (torch's clip_grad_norm_)")
     t.add_argument("--clip-value", type=_positive("--clip-value"), default=None, metavar="C",
                    help="clip each gradient entry to [-C, C] (torch's clip_grad_value_)")
+    t.add_argument("--class-weight", default=None, metavar="balanced|LABEL=W,…",
+                   help="weigh each class's rows: 'balanced' (n / (k·n_c), scikit-learn's) or LABEL=W pairs, e.g. "
+                        "setosa=2,virginica=0.5 (labels as in the data; others weigh 1)")
     t.add_argument("--early-stopping", type=_patience, default=None, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a better held-out cost (training cost without one) "
                         "and keep the best epoch's weights")
@@ -141,11 +144,37 @@ def load_user_data(args: argparse.Namespace) -> UserData:
     return UserData(train.x, y_of(train), held.x, y_of(held), name, table.classes)
 
 
+def class_weight(args: argparse.Namespace, classes: np.ndarray | None) -> Any:
+    """``--class-weight`` as fit's class_weight: "balanced" or {class code: weight} (labels as the data spells them)."""
+    text = args.class_weight
+    if text is None:
+        return None
+    if classes is None:
+        raise ConfigError("--class-weight needs classes, but the target is a regression target (see --task).")
+    if text.strip() == "balanced":
+        return "balanced"
+    names = {str(c): code for code, c in enumerate(classes)}
+    weights = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        label, sep, value = pair.rpartition("=")
+        if not sep or label.strip() not in names:
+            shown = ", ".join(list(names)[:10])
+            raise ConfigError(f"--class-weight {pair!r}: expected LABEL=WEIGHT with a label of the data ({shown}) or 'balanced'.")
+        try:
+            weights[names[label.strip()]] = float(value)
+        except ValueError:
+            raise ConfigError(f"--class-weight {pair!r}: the weight {value!r} is not a number.") from None
+        if not (weights[names[label.strip()]] >= 0 and weights[names[label.strip()]] < float("inf")):
+            raise ConfigError(f"--class-weight {pair!r}: a weight must be a finite number ≥ 0.")
+    return weights
+
+
 def describe_features(args: argparse.Namespace) -> str:
     """", dropout 0.2, clip norm 1" — the training features asked for, for the header line."""
     parts = [f"dropout {args.dropout:g}"] if args.dropout else []
     parts += [f"clip norm {args.clip_norm:g}"] if args.clip_norm is not None else []
     parts += [f"clip value {args.clip_value:g}"] if args.clip_value is not None else []
+    parts += [f"class weight {args.class_weight}"] if args.class_weight is not None else []
     return "".join(", " + part for part in parts)
 
 
