@@ -351,3 +351,35 @@ def test_data_parallel_step_is_one_allreduce_of_one_flat_buffer(weighted):
     for calls in shared["calls"]:
         assert len(calls) == 2 * 3  # 2 epochs × 3 batches: one call per step
         assert all(len(c) == 1 and len(c[0]) == 1 and c[0][0] >= n_params + 1 for c in calls)
+
+
+def test_a_later_fit_reuses_the_networks_buffers_and_equals_a_fresh_network():
+    net, x, y = _case("relu", "softmax", "cross_entropy", "float64", m=12)
+    twin = net.copy()
+    net.fit(x, y, epochs=1, batch_size=4, seed=0, progress=False)
+    first = net.weights[0].base
+    net.fit(x, y, epochs=1, batch_size=4, seed=1, progress=False)
+    assert net.weights[0].base is first  # same flat buffer, no new allocation
+    twin.fit(x, y, epochs=1, batch_size=4, seed=0, progress=False)
+    assert twin.weights[0].base is not first  # a copy owns its own buffers
+    twin.set_parameters(*twin.get_parameters())  # (set_parameters rebinds: the next fit copies them in)
+    twin.fit(x, y, epochs=1, batch_size=4, seed=1, progress=False)
+    for a, b in zip(_host(net), _host(twin)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_switching_optimizers_keeps_each_optimizers_own_state():
+    net, x, y = _case("tanh", "sigmoid", "quadratic", "float64", m=12)
+    first, second = bpgpu.SGD(0.1, momentum=0.9), bpgpu.SGD(0.05, momentum=0.5)
+    net.fit(x, y, epochs=1, batch_size=4, optimizer=first, seed=0, progress=False)
+    kept = [v.copy() for v in first.state["velocity"]]
+    net.fit(x, y, epochs=1, batch_size=4, optimizer=second, seed=0, progress=False)
+    assert all(np.array_equal(a, b) for a, b in zip(first.state["velocity"], kept))
+    assert not all(np.array_equal(a, b) for a, b in zip(second.state["velocity"], kept))
+    # and the first optimizer continues from its own velocities, as a fresh copy of the run would
+    ref_net, ref_opt = net.copy(), bpgpu.SGD(0.1, momentum=0.9)
+    ref_opt.state, ref_opt.steps = {"velocity": [v.copy() for v in kept]}, first.steps
+    net.fit(x, y, epochs=1, batch_size=4, optimizer=first, seed=2, progress=False)
+    ref_net.fit(x, y, epochs=1, batch_size=4, optimizer=ref_opt, seed=2, progress=False)
+    for a, b in zip(_host(net), _host(ref_net)):
+        np.testing.assert_array_equal(a, b)

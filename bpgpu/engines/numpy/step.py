@@ -21,6 +21,7 @@ buffers it owns, so a step allocates nothing the size of a layer or of the param
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 import numpy as np
@@ -109,6 +110,41 @@ class Views:
         self.scale_flat = self.scale[:, 0]
 
 
+class _Buffers:
+    """The flat parameter, gradient and state buffers of one network (see ``Engine._adopt``)."""
+
+    def __init__(self, owner: Any, lay: Layout, dtype: Any) -> None:
+        self.owner, self.lay, self.dtype = owner, lay, dtype
+        self.key = (lay.offsets, lay.size, dtype)
+        self.P = np.zeros(lay.size, dtype)
+        self.views = lay.views(self.P)
+        self.G = np.zeros(lay.size + 1, dtype)      # + the batch cost's slot (the all-reduce)
+        self._state: dict[str, tuple[Any, list[Any]]] = {}
+        self._owner: dict[str, Any] = {}  # state name -> weakref to the optimizer whose state it holds
+
+    def state(self, name: str, optimizer: Any) -> tuple[Any, list[Any]]:
+        """The flat buffer for state ``name`` of ``optimizer``; another, still living optimizer whose
+        state it held gets its own copy first (its velocities stay its own)."""
+        got = self._state.get(name)
+        if got is None:
+            flat = np.zeros(self.lay.size, self.dtype)
+            got = self._state[name] = (flat, self.lay.views(flat))
+        ref = self._owner.get(name)
+        previous = ref() if ref is not None else None
+        if previous is not None and previous is not optimizer:
+            held = previous.state.get(name)
+            if held is not None and all(a is b for a, b in zip(held, got[1])):
+                previous.state[name] = [v.copy() for v in got[1]]
+        self._owner[name] = weakref.ref(optimizer)
+        return got
+
+
+def _fits(state: Any, views: list[Any], dtype: Any) -> bool:
+    """True when ``state`` (an optimizer's list for one name) matches the parameters' shapes and dtype."""
+    return state is not None and len(state) == len(views) and all(
+        tuple(a.shape) == tuple(v.shape) and a.dtype == dtype for a, v in zip(state, views))
+
+
 def has_flat_update(optimizer: Any) -> bool:
     """True when the optimizer's class implements :meth:`Optimizer.update_flat`."""
     return type(optimizer).update_flat is not Optimizer.update_flat
@@ -134,29 +170,38 @@ class Engine(BaseEngine):
 
     # -- owning the parameters, gradients and optimizer state ------------------------------------------
     def _adopt(self, net: Any, optimizer: Any) -> None:
-        """Copy the parameters and optimizer state into flat buffers and re-home them as views."""
+        """Re-home the parameters and optimizer state as views of flat buffers. The buffers stay with
+        the network between fits (``net.__dict__["_numpy_buffers"]``): a later fit of the same network
+        reuses them — no allocation, no copy while ``net.weights`` still are their views."""
         lay, L, dtype = self.layout, self.layers, self.dtype
-        self.P = np.zeros(lay.size, dtype)
-        views = lay.views(self.P)
-        for view, a in zip(views, list(net.weights) + list(net.biases)):
-            np.copyto(view, np.asarray(a))
+        buf = net.__dict__.get("_numpy_buffers")
+        if buf is None or buf.owner is not net or buf.key != (lay.offsets, lay.size, dtype):
+            buf = net.__dict__["_numpy_buffers"] = _Buffers(net, lay, dtype)  # (a copy of net gets its own)
+        self.P, self.G, views = buf.P, buf.G, buf.views
+        params = list(net.weights) + list(net.biases)
+        if not all(a is b for a, b in zip(params, views)):
+            for view, a in zip(views, params):
+                np.copyto(view, np.asarray(a))
         net.weights[:], net.biases[:] = views[:L], views[L:]
         self.W, self.B = views[:L], views[L:]
         self.WT = [w.T for w in self.W]
-        self.G = np.zeros(lay.size + 1, dtype)          # + the batch cost's slot (the all-reduce)
         self.Gp = self.G[:lay.size]
         gviews = lay.views(self.G)
         self.GW, self.GB = gviews[:L], gviews[L:]
         self.GW_flat = lay.flat_views(self.G)[:L]
-        optimizer.ensure_state(views)
         self.S: dict[str, Any] = {}
+        fits = all(_fits(optimizer.state.get(name), views, dtype) for name in optimizer.state_names)
         for name in optimizer.state_names:
-            flat = np.zeros(lay.size, dtype)
-            state_views = lay.views(flat)
-            for view, a in zip(state_views, optimizer.state[name]):
-                np.copyto(view, np.asarray(a))
+            flat, state_views = buf.state(name, optimizer)
+            if not fits:
+                flat.fill(0.0)                             # fresh state: zeros (Optimizer.ensure_state)
+            elif not all(a is b for a, b in zip(optimizer.state[name], state_views)):
+                for view, a in zip(state_views, optimizer.state[name]):
+                    np.copyto(view, np.asarray(a))
             self.S[name] = flat
-            optimizer.state[name] = state_views
+            optimizer.state[name] = list(state_views)
+        if not fits or not hasattr(optimizer, "steps"):
+            optimizer.steps = 0
         self.fast_update = has_flat_update(optimizer)
         span = min(CHUNK, lay.size)
         self.scratch = np.empty(span, dtype)
@@ -184,8 +229,7 @@ class Engine(BaseEngine):
         self._last_cost = 0.0
 
     def end_epoch(self) -> EpochStats:
-        probe = float(np.add.reduce(self.P, dtype=np.float64))
-        finite = math.isfinite(self._cost_sum) and math.isfinite(probe)
+        finite = math.isfinite(self._cost_sum) and self._params_finite()
         norms = list(self._norm_sums) if self.config.record_grad_norms else []
         return EpochStats(self._cost_sum, self._weight_sum, self._batches, finite, norms)
 
@@ -198,7 +242,12 @@ class Engine(BaseEngine):
         return self._cost_sum / self._weight_sum if self._weight_sum else 0.0
 
     def last_step_finite(self) -> bool:
-        return math.isfinite(self._last_cost) and math.isfinite(float(np.add.reduce(self.P, dtype=np.float64)))
+        return math.isfinite(self._last_cost) and self._params_finite()
+
+    def _params_finite(self) -> bool:
+        """Every parameter finite: one pairwise sum in the parameters' dtype (NaN/inf propagate; only
+        absurdly large finite parameters can overflow it, and those are then checked one by one)."""
+        return math.isfinite(float(np.add.reduce(self.P))) or bool(np.isfinite(self.P).all())
 
     # -- BP1–BP4 into buffers ----------------------------------------------------------------------------
     def _backprop(self, v: Views, xb: Any, yb: Any, W: list[Any], WT: list[Any], B: list[Any],
