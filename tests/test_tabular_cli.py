@@ -148,3 +148,40 @@ def test_class_weight_flag_maps_labels_to_classes(iris_csv, capsys, monkeypatch)
 def test_bad_values_rejected_by_the_parser(iris_csv, argv):
     with pytest.raises(SystemExit):
         main(["train", "--data", str(iris_csv), "--target", "species", *argv])
+
+
+def test_standardize_trains_raw_wine_and_the_saved_model_takes_raw_features(tmp_path, capsys):
+    wine = sklearn_datasets.load_wine()
+    path, model = tmp_path / "wine.csv", tmp_path / "wine-model.npz"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([*wine.feature_names, "cultivar"])
+        w.writerows([[*row, wine.target_names[t]] for row, t in zip(wine.data, wine.target)])
+    common = ["--data", str(path), "--target", "cultivar", "--epochs", "30", "--sizes", "13,16,3"]
+    code, out, err = _run(capsys, *common)
+    assert code == 0 and "--standardize usually trains much better" in out  # raw wine: proline's std is ~300
+    code, out, err = _run(capsys, *common, "--standardize", "--save", str(model), "--dtype", "float64")
+    assert code == 0, err
+    accuracy = float(_line(out, "held-out accuracy:").split()[2].rstrip("%"))
+    assert accuracy >= 90.0, out
+    net = bpgpu.load(model)  # raw features in, the same held-out accuracy out
+    from bpgpu.data.tabular import load_table, split
+
+    _, held = split(load_table(path, "cultivar", dtype="float64"), 0.2, seed=0)
+    assert 100 * net.evaluate(held.x, held.y)["accuracy"] == pytest.approx(accuracy)
+
+
+def test_folding_the_scaler_into_the_first_layer_is_exact():
+    import argparse
+
+    from bpgpu.cli.train_options import UserData, fold_scaler, standardize
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 4)) * np.array([1.0, 100.0, 0.01, 5.0]) + np.array([3.0, -200.0, 0.0, 7.0])
+    x[:, 3] = 7.0  # a constant feature: std 1
+    data = standardize(argparse.Namespace(standardize=True), UserData(x, rng.integers(0, 3, 30), None, None, "t", np.arange(3)))
+    net = bpgpu.MLP([4, 5, 3], hidden="tanh", dtype="float64", seed=0)
+    before = np.asarray(net.predict_proba(data.x_train))
+    raw = fold_scaler(net, data, data.x_train)
+    assert raw is x
+    np.testing.assert_allclose(np.asarray(net.predict_proba(raw)), before, rtol=0, atol=1e-13)

@@ -177,7 +177,7 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
     if args.device is None and comm.name == "nccl":
         args.device = comm.device  # this rank's GPU
 
-    data = train_options.load_data(args)  # --data FILE / --mnist DIR / the digits
+    data = train_options.standardize(args, train_options.load_data(args))  # --data FILE / --mnist DIR / the digits
     class_weight = train_options.class_weight(args, data.classes)  # --class-weight, checked before training
     x_train, y_train, x_test, y_test, data_name = data.x_train, data.y_train, data.x_held, data.y_held, data.name
     held = "test" if not args.data else "held-out" if x_test is not None else "training"
@@ -228,6 +228,7 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
     except KeyboardInterrupt as exc:  # fit stops at a step boundary (TrainingInterrupted)
         return _interrupted(exc, net, args, root)
     seconds = time.perf_counter() - start
+    x_test = train_options.fold_scaler(net, data, x_test)  # --standardize: from here on the model takes raw features
     result = net.evaluate(x_test, y_test)
     accuracy = result["accuracy"]
     shown = f"{100 * accuracy:.2f}%" if accuracy is not None else "n/a (regression)"

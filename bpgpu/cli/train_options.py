@@ -74,6 +74,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write a checkpoint after every epoch (PATH may contain {epoch})")
     t.add_argument("--resume", metavar="PATH", default=None,
                    help="continue from a checkpoint (same options; --epochs is the total)")
+    g.add_argument("--standardize", action="store_true",
+                   help="z-score each feature by the training rows' mean and std; the saved model still takes raw "
+                        "features (the scaling is folded into the first layer after training)")
     t.add_argument("--dropout", type=_rate, default=0.0, metavar="P",
                    help="drop each hidden unit with probability P in training (inverted dropout; default 0)")
     t.add_argument("--clip-norm", type=_positive("--clip-norm"), default=None, metavar="C",
@@ -98,6 +101,8 @@ class UserData:
     y_held: np.ndarray | None
     name: str
     classes: np.ndarray | None  # None: regression
+    scaler: tuple[np.ndarray, np.ndarray] | None = None  # --standardize: (mean, std) of the training rows
+    raw: np.ndarray | None = None                         # the unscaled rows reported on (held-out, else training)
 
     @property
     def n_outputs(self) -> int:
@@ -105,9 +110,22 @@ class UserData:
 
     def describe_target(self, target: str) -> str:
         if self.classes is None:
-            return f"target {target!r}: regression (identity output, quadratic cost)"
-        shown = ", ".join(str(c) for c in self.classes[:10]) + (", …" if len(self.classes) > 10 else "")
-        return f"target {target!r}: {len(self.classes)} classes ({shown})"
+            text = f"target {target!r}: regression (identity output, quadratic cost)"
+        else:
+            shown = ", ".join(str(c) for c in self.classes[:10]) + (", …" if len(self.classes) > 10 else "")
+            text = f"target {target!r}: {len(self.classes)} classes ({shown})"
+        return text + "".join("\n           " + line for line in self._scaling_lines())
+
+    def _scaling_lines(self) -> list[str]:
+        if self.scaler is not None:
+            return ["features standardized with the training rows' mean and std (folded into W¹, b¹ after training: "
+                    "the saved model takes raw features)"]
+        std = self.x_train.std(axis=0)
+        spread = std[std > 0]
+        if spread.size and (spread.max() / spread.min() > 100 or np.abs(self.x_train.mean(axis=0)).max() > 100):
+            return [f"note: the features' scales differ widely (std {spread.min():.3g} to {spread.max():.3g}); "
+                    "--standardize usually trains much better"]
+        return []
 
 
 def load_data(args: argparse.Namespace) -> UserData:
@@ -124,6 +142,35 @@ def load_data(args: argparse.Namespace) -> UserData:
         return UserData(x, y, xt, yt, f"MNIST ({args.mnist})", np.arange(int(y.max()) + 1))
     (x, y), (xt, yt) = datasets.load_digits(dtype=args.dtype)
     return UserData(x, y, xt, yt, "digits (bundled, 8×8)", np.arange(int(y.max()) + 1))
+
+
+def standardize(args: argparse.Namespace, data: UserData) -> UserData:
+    """``--standardize``: z-score every feature by the training rows' mean and std (constant features: std 1)."""
+    if not args.standardize:
+        return data
+    mean = data.x_train.mean(axis=0, dtype=np.float64)
+    std = data.x_train.std(axis=0, dtype=np.float64)
+    std[std == 0] = 1.0
+    scale = lambda x: None if x is None else ((x - mean) / std).astype(data.x_train.dtype)  # noqa: E731
+    raw = data.x_held if data.x_held is not None else data.x_train
+    return UserData(scale(data.x_train), data.y_train, scale(data.x_held), data.y_held, data.name, data.classes,
+                    (mean, std), raw)
+
+
+def fold_scaler(net: Any, data: UserData, x: Any) -> Any:
+    """After training on standardized features: W¹ ← W¹ diag(1/σ), b¹ ← b¹ − W¹_new μ, so the network takes raw
+    features (exact up to rounding); returns the raw rows matching ``x`` (the rows reported on)."""
+    if data.scaler is None:
+        return x
+    from bpgpu.backend.arrays import to_host
+
+    mean, std = data.scaler
+    weights = [np.asarray(to_host(w), dtype=np.float64) for w in net.weights]
+    biases = [np.asarray(to_host(b), dtype=np.float64) for b in net.biases]
+    weights[0] = weights[0] / std[None, :]
+    biases[0] = biases[0] - weights[0] @ mean
+    net.set_parameters(weights, biases)
+    return data.raw
 
 
 def load_user_data(args: argparse.Namespace) -> UserData:
