@@ -200,6 +200,8 @@ def resume_from(
             if state.best is not None:
                 best = tuple([to_backend(a, net.backend, net.dtype) for a in group] for group in state.best)
             es.load_state(state.early_stopping, best, state.epoch)
+        elif es is not None:  # the saved run had no early stopping: this one starts it afresh
+            es.reset()
     except ConfigError as exc:  # a field of the file that does not hold up: name the file
         raise ModelFileError(f"checkpoint {path!r} is damaged or does not fit this fit: {exc}") from None
     except BpgpuError:
