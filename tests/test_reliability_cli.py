@@ -144,6 +144,14 @@ def test_the_progress_line_keeps_every_field_in_80_columns_and_one_samples_per_s
     bar.end_epoch({"cost": 0.4, "val_accuracy": 0.9, "val_cost": 0.3, "seconds": 30.0}, 300)  # validation excluded
     bar.close()
     assert shown[0].endswith(" 100 samples/s") and shown[-1] == "cost 0.4000 val_acc 0.9000 150 samples/s", shown
+    clock2 = iter([0.0, 2.0])
+    monkeypatch.setattr(progress_module.time, "perf_counter", lambda: next(clock2))
+    resumed = Progress(True, 1, 0, 4)
+    monkeypatch.setattr(resumed.bar, "set_postfix_str", lambda text, refresh=True: shown.append(text))
+    resumed.start_epoch(0)
+    resumed.batch(2, 300, 0.5)  # resumed after 2 of 4 batches of 100: 100 rows trained in 2 s here
+    resumed.close()
+    assert shown[-1].endswith(" 50 samples/s"), shown
 
 
 def test_ctrl_c_outside_training_is_one_line_and_130(capsys, monkeypatch):

@@ -36,7 +36,7 @@ class Progress:
 
     def start_epoch(self, epoch: int) -> None:
         self.t0 = self.t_last = time.perf_counter()
-        self.seen = 0
+        self.seen, self.seen0 = 0, None
         if self.bar is not None:
             self.bar.set_description(f"epoch {epoch + 1}/{self.epochs}", refresh=False)
 
@@ -49,12 +49,14 @@ class Progress:
             return
         self.bar.update(1)
         self.t_last, self.seen = time.perf_counter(), seen
+        if self.seen0 is None:  # rows before this epoch's first step here (> 0 when resuming mid-epoch)
+            self.seen0 = seen - seen // (batch + 1)
         if cost is not None:
             self.bar.set_postfix_str(self._fields(cost), refresh=False)
 
     def _rate(self) -> float:
         """Training rows per second of the epoch's steps so far (the same measure mid-epoch and at its end)."""
-        return self.seen / max(self.t_last - self.t0, 1e-9)
+        return (self.seen - (self.seen0 or 0)) / max(self.t_last - self.t0, 1e-9)
 
     def _fields(self, cost: float) -> str:
         return " ".join([f"cost {cost:.4f}", *(f"{k} {v}" for k, v in self.extra.items()), f"{self._rate():,.0f} samples/s"])
@@ -67,7 +69,7 @@ class Progress:
         elif row.get("val_cost") is not None:
             self.extra = {"val_cost": f"{row['val_cost']:.4f}"}
         if not self.seen:  # no step was recorded (an empty epoch): fall back to the epoch's wall time
-            self.seen, self.t_last = seen, self.t0 + row["seconds"]
+            self.seen, self.seen0, self.t_last = seen, 0, self.t0 + row["seconds"]
         self.bar.set_postfix_str(self._fields(row["cost"]))
 
     def close(self) -> None:
