@@ -137,7 +137,7 @@ def test_an_oversized_header_member_is_refused_unread(saved, tmp_path):
     with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         with zf.open("__header__.npy", "w", force_zip64=True) as handle:
             handle.write(_npy(np.zeros(0, dtype=np.uint8)))
-            for _ in range(64):
+            for _ in range(80):
                 handle.write(ZEROS)
     error, _, _ = _bounded(lambda: bpgpu.load(bomb), limit_bytes=4 << 20)
     assert error is not None and "header" in str(error)
@@ -337,3 +337,14 @@ def test_root_re_saving_a_users_file_keeps_its_owner(tmp_path):
     net.save(path)
     st = os.stat(path)
     assert (st.st_uid, st.st_gid) == (12345, 23456)
+
+
+def test_a_header_too_long_to_read_back_is_never_written(tmp_path, monkeypatch):
+    net = bpgpu.MLP([3, 2], seed=0)
+    path = tmp_path / "m.npz"
+    net.save(path)
+    before = path.read_bytes()
+    monkeypatch.setattr(fmt, "MAX_HEADER_BYTES", 64)
+    with pytest.raises(ConfigError, match="reads back"):
+        net.save(path)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["m.npz"]

@@ -36,7 +36,7 @@ from bpgpu.errors import BpgpuError, ConfigError, ModelFileError
 
 FORMAT_VERSION = 1
 HEADER_KEY = "__header__"
-MAX_HEADER_BYTES = 16 * 2**20   # the JSON header (config, history, …); a longer one is refused unread
+MAX_HEADER_BYTES = 64 * 2**20   # the JSON header (config, history, …); a longer one is refused unread
 _CHUNK = 2**20                  # bytes inflated at a time (the zip reader copies each chunk twice)
 
 
@@ -161,6 +161,9 @@ def write(path: str | os.PathLike, kind: str, header: dict[str, Any], arrays: di
         "arrays": {name: list(a.shape) for name, a in host.items()},
     }
     blob = np.frombuffer(json.dumps(full).encode("utf-8"), dtype=np.uint8)
+    if blob.size > MAX_HEADER_BYTES:  # read() would refuse it: never write what cannot be loaded back
+        raise ConfigError(f"cannot save {os.fspath(path)!r}: its header would be {blob.size:,} bytes, more than the "
+                          f"{MAX_HEADER_BYTES:,} bpgpu reads back (a history of very many epochs?).")
     return atomic_write(path, lambda handle: np.savez(handle, **{HEADER_KEY: blob}, **host))
 
 
