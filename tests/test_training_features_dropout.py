@@ -172,13 +172,35 @@ def test_dropout_changes_training_and_zero_is_off():
     assert not np.array_equal(runs[0][0], runs[2][0])
 
 
-def test_engines_hand_dropout_to_the_generic_engine_and_keep_clipping():
+@pytest.mark.gpu
+def test_an_engine_without_dropout_hands_it_to_the_generic_engine(cupy_double):
     from bpgpu.engines import StepConfig, make_engine
 
-    net = bpgpu.MLP([5, 8, 3], dtype="float64", seed=0)
-    opt = bpgpu.SGD(0.1)
-    assert make_engine(net, opt, StepConfig(8, dropout=0.2)).name == "generic"
-    assert make_engine(bpgpu.MLP([5, 8, 3], seed=0), bpgpu.SGD(0.1), StepConfig(8, clip_norm=1.0)).name == "numpy"
+    net = bpgpu.MLP([5, 8, 3], dtype="float64", seed=0, device="cuda:0")
+    assert make_engine(net, bpgpu.SGD(0.1), StepConfig(8, dropout=0.2)).name == "generic"
+    assert make_engine(net.copy(), bpgpu.SGD(0.1), StepConfig(8)).name == "cupy"
+    cpu = bpgpu.MLP([5, 8, 3], seed=0)
+    assert make_engine(cpu, bpgpu.SGD(0.1), StepConfig(8, dropout=0.2, clip_norm=1.0)).name == "numpy"
+
+
+def test_numpy_engine_dropout_equals_the_generic_reference():
+    from bpgpu.engines import StepConfig, make_engine
+    from torch_reference import host, max_rel_diff
+
+    x, labels = _fit_data()
+    y = np.eye(3)[labels]
+    results = []
+    for generic in (False, True):
+        net = bpgpu.MLP([5, 9, 7, 3], hidden="sigmoid", dtype="float64", seed=3)
+        engine = make_engine(net, bpgpu.SGD(0.5, momentum=0.9), StepConfig(13, dropout=0.35), generic=generic)
+        engine.dropout_key = 99
+        engine.start_epoch()
+        for b in range(3):
+            engine.step(x, y, np.arange(b * 13, b * 13 + 13))
+        results.append((engine.name, host(net.weights) + host(net.biases)))
+    (n1, p1), (n2, p2) = results
+    assert (n1, n2) == ("numpy", "generic")
+    assert max_rel_diff(p1, p2) < 1e-14
 
 
 @pytest.mark.parametrize("bad", [1.0, -0.2, 2, "half"])

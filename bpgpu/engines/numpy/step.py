@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from bpgpu.backend import dropout
 from bpgpu.engines.base import Engine as BaseEngine
 from bpgpu.engines.base import EpochStats, StepConfig, StepDiverged
 from bpgpu.engines.numpy import kernels as K
@@ -153,7 +154,7 @@ def has_flat_update(optimizer: Any) -> bool:
 class Engine(BaseEngine):
     name = "numpy"
     checks_each_step = True
-    supports = frozenset({"clip_norm", "clip_value"})  # dropout runs on the generic engine
+    supports = frozenset({"clip_norm", "clip_value", "dropout"})
 
     def __init__(self, net: Any, optimizer: Any = None, config: StepConfig | None = None) -> None:
         super().__init__(net, optimizer, config)
@@ -163,6 +164,7 @@ class Engine(BaseEngine):
         self.backward_ = K.BACKWARD[net.hidden.name]
         self.output_ = K.OUTPUT[(net.objective.output.name, net.objective.cost.name)]
         self._workspaces: dict[int, Workspace] = {}
+        self._drop_bufs: dict[int, list[Any]] = {}  # dropout: H^l ⊙ r^l per row count
         self.layout = Layout([tuple(w.shape) for w in net.weights], [tuple(b.shape) for b in net.biases])
         if optimizer is not None:
             self._adopt(net, optimizer)
@@ -251,9 +253,10 @@ class Engine(BaseEngine):
 
     # -- BP1–BP4 into buffers ----------------------------------------------------------------------------
     def _backprop(self, v: Views, xb: Any, yb: Any, W: list[Any], WT: list[Any], B: list[Any],
-                  inv_m: float, weighted: bool, gw: list[Any], gb: list[Any]) -> Any:
+                  inv_m: float, weighted: bool, gw: list[Any], gb: list[Any], drop: Any = None) -> Any:
         """Forward, the batch cost Σ_i s_i C_i and BP1–BP4 of the rows xb, yb into ``gw``, ``gb``;
-        the row scales s_i are ``inv_m`` or (``weighted``) ``v.scale``."""
+        the row scales s_i are ``inv_m`` or (``weighted``) ``v.scale``. ``drop``: (scales r^l, buffers
+        for H^l ⊙ r^l) of inverted dropout on the hidden layers (bpgpu.math.dropout), or None."""
         k, L, matmul, reduce = self.k, self.layers, np.matmul, np.add.reduce
         forward_, backward_ = self.forward_, self.backward_
         a = xb
@@ -263,6 +266,8 @@ class Engine(BaseEngine):
             z += B[l]
             forward_(z, k, v.tmp[l])                             # A^l = σ(Z^l), in place
             a = z
+            if drop is not None:                                 # dropout: A^l = H^l ⊙ r^l (H^l kept for σ')
+                a = np.multiply(z, drop[0][l], out=drop[1][l])
         z, d = v.a[L - 1], v.d[L - 1]
         matmul(a, WT[L - 1], z)
         z += B[L - 1]
@@ -276,10 +281,12 @@ class Engine(BaseEngine):
         for l in range(L - 1, -1, -1):
             prev = v.a[l - 1] if l else xb
             reduce(d, 0, None, gb[l])                            # BP3 (column sums)
-            matmul(v.dT[l], prev, gw[l])                         # BP4 (Δᵀ: a BLAS flag, no copy)
+            matmul(v.dT[l], drop[1][l - 1] if drop is not None and l else prev, gw[l])  # BP4 (Δᵀ: a BLAS flag)
             if l:
                 matmul(d, W[l], v.d[l - 1])                      # BP2
                 d = v.d[l - 1]
+                if drop is not None:
+                    d *= drop[0][l - 1]                          # (Δ W) ⊙ r^l, then ⊙ σ'(H^l)
                 backward_(prev, d, k, v.tmp[l - 1], v.mask[l - 1])
         return cost
 
@@ -303,7 +310,8 @@ class Engine(BaseEngine):
         if mr:
             xb = np.take(x, rows, 0, v.x, "clip")            # gathered into the workspace (mode="clip":
             yb = np.take(y, rows, 0, v.y, "clip")            # no internal buffer; rows are in range)
-            cost = self._backprop(v, xb, yb, self.W, self.WT, self.B, 1.0 / m, weighted, self.GW, self.GB)
+            drop = self._dropout(m, lo, hi) if self.config.dropout else None
+            cost = self._backprop(v, xb, yb, self.W, self.WT, self.B, 1.0 / m, weighted, self.GW, self.GB, drop)
         else:  # more ranks than rows in this batch: this rank adds nothing
             self.G[:] = 0.0
             cost = 0.0
@@ -322,6 +330,17 @@ class Engine(BaseEngine):
         self._cost_sum += c * weight
         self._weight_sum += weight
         self._batches += 1
+
+    def _dropout(self, m: int, lo: int, hi: int) -> tuple[list[Any], list[Any]]:
+        """This step's dropout scales (this rank's rows lo:hi of the batch's, bpgpu.backend.dropout) and
+        buffers for the thinned activations (made once per row count)."""
+        widths = list(self.net.sizes[1:-1])
+        r = [np.asarray(s[lo:hi], dtype=self.dtype) for s in
+             dropout.scales(self.dropout_key, self._batches, m, widths, self.config.dropout)]
+        bufs = self._drop_bufs.get(hi - lo)
+        if bufs is None:
+            bufs = self._drop_bufs[hi - lo] = [np.empty((hi - lo, n), self.dtype) for n in widths]
+        return r, bufs
 
     def _check_and_record(self, c: float) -> None:
         """Refuse a step whose cost or weight gradients are NaN/inf (before anything is applied: a
