@@ -153,3 +153,26 @@ def test_local_rank_from_each_launcher():
         assert local_rank({var: "5"}) == 5
         assert default_gpu_index(4, {var: "5"}) == 1
     assert default_gpu_index(0, {"SLURM_LOCALID": "3"}) == 0
+
+
+def test_moving_a_network_between_the_cpu_and_each_gpu_keeps_its_parameters(two_gpus):
+    net = bpgpu.MLP([4, 6, 3], dtype="float64", seed=0)
+    before = [to_host(p).copy() for p in net.weights + net.biases]
+    for device, index in (("cuda:1", 1), ("cuda:0", 0), ("cuda:1", 1)):
+        net.to(device)
+        assert net.backend.label == device and _on(net, index)
+        x, y = _data(8, n_in=4)
+        net.fit(x, y, epochs=1, batch_size=4, optimizer=bpgpu.SGD(1e-12), seed=0, progress=False)
+        assert _on(net, index)
+    net.to("cpu")
+    for a, b in zip(before, net.weights + net.biases):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
+
+
+def test_a_cpu_network_given_gpu_arrays_takes_them_to_the_host(two_gpus):
+    cupy = two_gpus
+    net = bpgpu.MLP([4, 3], dtype="float64", seed=0)
+    x = np.random.default_rng(0).normal(size=(5, 4))
+    with cupy.cuda.Device(1):
+        xd = cupy.asarray(x)
+    np.testing.assert_array_equal(to_host(net.forward(xd)), to_host(net.forward(x)))
