@@ -276,7 +276,7 @@ class Engine(BaseEngine):
             cost = np.dot(v.costs, v.scale_flat)
             d *= v.scale                                         # BP1: Δ^L_i · w_i/Σw
         else:
-            cost = self.output_(z, yb, d, v.tmp[L - 1], v.col, None, k) * inv_m
+            cost = float(self.output_(z, yb, d, v.tmp[L - 1], v.col, None, k)) * inv_m  # (Python float: cheaper)
             d *= inv_m                                           # BP1: Δ^L / m
         for l in range(L - 1, -1, -1):
             prev = v.a[l - 1] if l else xb
@@ -308,8 +308,8 @@ class Engine(BaseEngine):
         else:
             weight = float(m)
         if mr:
-            xb = np.take(x, rows, 0, v.x, "clip")            # gathered into the workspace (mode="clip":
-            yb = np.take(y, rows, 0, v.y, "clip")            # no internal buffer; rows are in range)
+            xb = x.take(rows, 0, v.x, "clip")                # gathered into the workspace (mode="clip":
+            yb = y.take(rows, 0, v.y, "clip")                # no internal buffer; rows are in range)
             drop = self._dropout(m, lo, hi) if self.config.dropout else None
             cost = self._backprop(v, xb, yb, self.W, self.WT, self.B, 1.0 / m, weighted, self.GW, self.GB, drop)
         else:  # more ranks than rows in this batch: this rank adds nothing
