@@ -94,6 +94,16 @@ def test_bad_class_weights_are_named(cw, match):
         _fit(x, labels, class_weight=cw)
 
 
+def test_all_zero_class_weights_are_refused():
+    from bpgpu.errors import DataError
+
+    x, labels = _data()
+    with pytest.raises(DataError, match="every row weight 0"):
+        _fit(x, labels, class_weight={0: 0.0, 1: 0.0, 2: 0.0})
+    with pytest.raises(DataError, match="every row weight 0"):
+        _fit(x, labels, class_weight={0: 0.0, 1: 0.0}, sample_weight=np.where(labels == 2, 0.0, 1.0))
+
+
 def test_class_weight_needs_classes():
     rng = np.random.default_rng(0)
     net = bpgpu.MLP([4, 5, 2], output="identity", dtype="float64", seed=0)

@@ -15,7 +15,7 @@ import numbers
 from typing import Any
 
 from bpgpu.backend.arrays import to_host
-from bpgpu.errors import ConfigError
+from bpgpu.errors import ConfigError, DataError
 
 
 def row_classes(net: Any, y: Any) -> tuple[Any, int]:
@@ -58,4 +58,8 @@ def class_row_weights(net: Any, class_weight: Any, y: Any, sample_weight: Any = 
     else:
         raise ConfigError(f"class_weight must be a dict {{class: weight}} or 'balanced'; got {type(class_weight).__name__}.")
     weights = xp.take(xp.asarray(table, dtype=net.dtype, device=net.device), classes, axis=0)
-    return weights if sample_weight is None else weights * sample_weight
+    weights = weights if sample_weight is None else weights * sample_weight
+    if not bool(xp.any(weights > 0)):  # one read, once per fit
+        raise DataError("class_weight (with sample_weight) gives every row weight 0: nothing would be trained on; "
+                        "give some class a weight > 0.")
+    return weights
