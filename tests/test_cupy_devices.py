@@ -176,3 +176,19 @@ def test_a_cpu_network_given_gpu_arrays_takes_them_to_the_host(two_gpus):
     with cupy.cuda.Device(1):
         xd = cupy.asarray(x)
     np.testing.assert_array_equal(to_host(net.forward(xd)), to_host(net.forward(x)))
+
+
+@pytest.mark.parametrize("features", [{"dropout": 0.3}, {"clip_norm": 0.1, "clip_value": 0.05}],
+                         ids=["dropout-generic-engine", "clipping-cupy-engine"])
+def test_fit_options_on_cuda_1_equal_the_cpu_run(two_gpus, features):
+    x, y = _data()
+    runs = []
+    for device in ("cpu", "cuda:1"):
+        net = bpgpu.MLP([5, 7, 3], hidden="relu", dtype="float64", seed=3, device=device)
+        hist = net.fit(x, y, epochs=2, batch_size=8, optimizer=bpgpu.SGD(0.1, momentum=0.9), seed=7,
+                       progress=False, **features)
+        runs.append((hist, [to_host(p) for p in net.weights + net.biases]))
+    (h0, p0), (h1, p1) = runs
+    np.testing.assert_allclose(h1.cost, h0.cost, rtol=1e-12)
+    for a, b in zip(p0, p1):
+        np.testing.assert_allclose(b, a, rtol=1e-11, atol=1e-13)
