@@ -43,6 +43,23 @@ def test_iris_csv_with_string_labels(tmp_path):
     assert load_table(path, "species").x.dtype == np.float32
 
 
+def test_quoted_fields_take_the_careful_path_to_the_same_table(tmp_path):
+    path, iris = _iris_csv(tmp_path)
+    fast = load_table(path, "species", dtype="float64")
+    quoted = tmp_path / "quoted.csv"
+    rows = [[*map(repr, map(float, row)), f"Iris, {s}"] for row, s in zip(iris.data, iris.target_names[iris.target])]
+    _write_csv(quoted, [*iris.feature_names, "species"], rows)
+    assert '"' in quoted.read_text()  # csv.writer quoted the labels holding a comma
+    careful = load_table(quoted, "species", dtype="float64")
+    np.testing.assert_array_equal(careful.x, fast.x)
+    np.testing.assert_array_equal(careful.y, fast.y)
+    assert list(careful.classes) == [f"Iris, {c}" for c in fast.classes]
+    extra = tmp_path / "extra.csv"
+    extra.write_text("a,y\n1,0\n2,1,9\n")
+    with pytest.raises(DataError, match="row 2 has 3 fields"):
+        load_table(extra, "y")
+
+
 def test_wine_target_first_labels_one_to_k_tsv_gz(tmp_path):
     wine = sklearn_datasets.load_wine()
     rows = [[int(t) + 1, *map(repr, map(float, row))] for t, row in zip(wine.target, wine.data)]

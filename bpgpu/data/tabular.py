@@ -69,7 +69,7 @@ def load_table(
     if lower.endswith(".npz"):
         columns = _read_npz(path, said)
     elif lower.endswith((".csv", ".tsv", ".csv.gz", ".tsv.gz", ".txt")):
-        columns = _read_csv(path)
+        columns = _read_csv(path, target)
     else:
         raise ConfigError(f"{said['path']} {path!r}: expected a .csv, .tsv or .npz file.")
     if target not in columns:
@@ -110,11 +110,14 @@ def split(table: Table, fraction: float, seed: int | None = 0) -> tuple[Table, T
 
 # -- readers: name -> column (a 1-D NumPy array of str or numbers) -------------------------------------
 
-def _read_csv(path: str) -> dict[str, np.ndarray]:
+def _read_csv(path: str, target: str) -> dict[str, np.ndarray]:
     opener = gzip.open if path.lower().endswith(".gz") else open
     delimiter = "\t" if ".tsv" in path.lower() else ","
     with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:  # type: ignore[operator]
         text = fh.read()
+    fast = _read_csv_fast(text, delimiter, target, path)
+    if fast is not None:
+        return fast
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     rows = [row for row in reader if any(cell.strip() for cell in row)]
     if not rows:
@@ -129,6 +132,32 @@ def _read_csv(path: str) -> dict[str, np.ndarray]:
             )
     cells = np.array(body, dtype=str).reshape(len(body), len(header))
     return {name: np.char.strip(cells[:, j]) for j, name in enumerate(header)}
+
+
+def _read_csv_fast(text: str, delimiter: str, target: str, path: str) -> dict[str, np.ndarray] | None:
+    """The common case in C (numpy.loadtxt, ~5× faster than the csv module): no quotes, every row with
+    the header's number of fields, numeric features. None (the careful path above decides and words
+    any error) otherwise."""
+    if '"' in text:
+        return None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) < 2:
+        return None
+    header = [cell.strip() for cell in lines[0].split(delimiter)]
+    _check_header(header, path)
+    fields = len(header) - 1
+    if target not in header or any(line.count(delimiter) != fields for line in lines):
+        return None
+    features = [j for j, name in enumerate(header) if name != target]
+    body = lines[1:]
+    try:
+        x = np.loadtxt(body, delimiter=delimiter, usecols=features, dtype=np.float64, comments=None, ndmin=2)
+        y = np.loadtxt(body, delimiter=delimiter, usecols=[header.index(target)], dtype=str, comments=None, ndmin=1)
+    except ValueError:
+        return None
+    columns = {header[j]: x[:, k] for k, j in enumerate(features)}
+    columns[target] = np.char.strip(y)
+    return {name: columns[name] for name in header}
 
 
 def _check_header(header: list[str], path: str) -> None:
