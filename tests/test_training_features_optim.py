@@ -150,3 +150,14 @@ def test_bad_clip_settings_are_named(kw, match):
     net = bpgpu.MLP([5, 4, 3], dtype="float64", seed=0)
     with pytest.raises(ConfigError, match=match):
         net.fit(x, labels, epochs=1, progress=False, **kw)
+
+
+def test_norm_clip_is_the_same_without_recorded_norms():
+    x, labels, _ = _data()
+    runs = []
+    for record in (True, False):
+        net = bpgpu.MLP([5, 8, 6, 3], hidden="tanh", dtype="float64", seed=2)
+        net.fit(x, labels, epochs=2, batch_size=16, optimizer=bpgpu.SGD(0.5), shuffle=False, progress=False,
+                clip_norm=0.1, record_grad_norms=record)
+        runs.append(host(net.weights) + host(net.biases))
+    assert all(np.array_equal(a, b) for a, b in zip(*runs))
