@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import array_api_compat
 from array_api_compat import array_namespace
 
-from bpgpu.backend.arrays import adopt, to_backend
+from bpgpu.backend.arrays import adopt, to_backend, to_host
 from bpgpu.backend.device import Backend, backend_of
 from bpgpu.errors import ConfigError, DataError, DeviceMismatchError, ShapeError
 
@@ -250,9 +250,14 @@ def _check_rows(y: Any, m: int, name: str) -> None:
         )
 
 
+def _scalars(xp: Any, *values: Any) -> list[Any]:
+    """Several 0-d device results read back together: one device→host transfer instead of one each."""
+    return to_host(xp.stack(list(values))).tolist()
+
+
 def _check_label_range(y: Any, n: int, name: str, what: str = "") -> None:
     xp = array_namespace(y)
-    lo, hi = int(xp.min(y)), int(xp.max(y))
+    lo, hi = (int(v) for v in _scalars(xp, xp.min(y), xp.max(y)))
     if lo < 0 or hi >= n:
         what = what or f"class labels for the {n}-class output layer"
         raise DataError(f"{name} must hold {what}, i.e. integers 0…{n - 1}; got labels in [{lo}, {hi}].")
@@ -261,14 +266,13 @@ def _check_label_range(y: Any, n: int, name: str, what: str = "") -> None:
 def _check_probabilities(y: Any, output: str, name: str) -> None:
     """Cross-entropy is defined for targets in [0, 1] (rows of a softmax output summing to 1)."""
     xp = array_namespace(y)
-    lo, hi = float(xp.min(y)), float(xp.max(y))
+    lo, hi, worst = _scalars(xp, xp.min(y), xp.max(y), xp.max(xp.abs(xp.sum(y, axis=1) - 1)))
     if lo < 0 or hi > 1:
         raise DataError(
             f"{name} holds values in [{lo:g}, {hi:g}], but cost='cross_entropy' needs targets in [0, 1] "
             "(probabilities, one-hot rows or 0/1 labels); rescale them, or use cost='quadratic'."
         )
     if output == "softmax":
-        worst = float(xp.max(xp.abs(xp.sum(y, axis=1) - 1)))
         if worst > 1e-3:
             raise DataError(
                 f"{name}'s rows must each sum to 1 for a softmax output with cross-entropy (one-hot rows or "
