@@ -23,7 +23,8 @@ Kernels (per step of an L-layer network; Z^l = A^{l−1}W^{lT} is a cuBLAS GEMM 
 No kernel here is a raw CUDA string, so none needs a NumPy twin: ``TWINS`` is empty, kept for
 kernels that ever are (the CuPy test double registers each by name). That each function is valid
 CuPy fusion code is tested where CuPy imports (tests/test_cupy_fusion_trace.py: traced by CuPy 14.2's
-own ``cupy.fuse``, no fall-back); compiling and running them needs a card.
+own ``cupy.fuse``, no fall-back; and, where NVRTC is installed, the CUDA source CuPy generates for
+each is compiled to PTX). Running them needs a card.
 """
 
 from __future__ import annotations
