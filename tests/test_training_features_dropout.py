@@ -210,6 +210,12 @@ def test_fit_names_a_bad_dropout(bad):
         bpgpu.MLP([5, 4, 3], seed=0).fit(x, labels, epochs=1, dropout=bad, progress=False)
 
 
+def test_dropout_without_hidden_layers_is_refused_rather_than_ignored():
+    x, labels = _fit_data()
+    with pytest.raises(ConfigError, match="dropout applies to hidden layers"):
+        bpgpu.MLP([5, 3], seed=0).fit(x, labels, epochs=1, dropout=0.2, progress=False)
+
+
 def test_mixed_precision_refuses_dropout_rather_than_ignoring_it():
     x, labels = _fit_data()
     net = bpgpu.MLP([5, 4, 3], seed=0, precision="mixed16")

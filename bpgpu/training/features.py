@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bpgpu.backend.dropout import check_rate
+from bpgpu.errors import ConfigError
 from bpgpu.validation import check_positive
 
 
@@ -19,8 +20,11 @@ class Features:
     clip_value: float | None = None   # largest |gradient entry| (torch's clip_grad_value_)
     dropout: float = 0.0              # probability of dropping a hidden unit in training
 
-    def checked(self) -> "Features":
-        """The same options validated (ConfigError / TypeError naming fit's argument)."""
+    def checked(self, net: Any) -> "Features":
+        """The same options validated for ``net`` (ConfigError / TypeError naming fit's argument)."""
+        if self.dropout and len(net.sizes) < 3 and check_rate(self.dropout, "dropout"):
+            raise ConfigError(f"dropout applies to hidden layers, and this network ({net.sizes}) has none; "
+                              "leave dropout=0 or add a hidden layer.")
         return Features(
             self.class_weight,
             None if self.clip_norm is None else check_positive(self.clip_norm, "clip_norm"),

@@ -113,7 +113,7 @@ class _Run:
                  early_stopping, checkpoint, checkpoint_every, resume, record_grad_norms, comm, sample_weight,
                  features: Features) -> None:
         self.net = net
-        self.features = features = features.checked()
+        self.features = features = features.checked(net)
         self.epochs = check_int(epochs, "epochs", 1)
         self.batch_size = check_int(batch_size, "batch_size", 1)
         self.checkpoint_every = check_int(checkpoint_every, "checkpoint_every", 1)
