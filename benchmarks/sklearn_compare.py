@@ -81,7 +81,7 @@ def cross_validation(library: str, X, y, task: str, device: str | None) -> dict:
 def compare(name: str, repeats: int, device: str | None) -> dict:
     X, y, task = load(name)
     runs: dict[str, list[dict]] = {"sklearn": [], "bpgpu": []}
-    cross_validation("bpgpu", X[:50], y[:50], task, device)  # warm-up: imports, first allocations
+    cross_validation("bpgpu", X[:250], y[:250], task, device)  # warm-up: imports, first allocations
     for r in range(repeats):
         order = ("sklearn", "bpgpu") if r % 2 == 0 else ("bpgpu", "sklearn")
         for library in order:
