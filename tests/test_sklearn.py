@@ -313,3 +313,12 @@ def test_array_api_values_equal_the_numpy_fit(Estimator, namespace, device, dtyp
     monkeypatch.setenv("SCIPY_ARRAY_API", "1")
     check_array_api_input_and_values(Estimator.__name__, Estimator(max_iter=50), array_namespace=namespace,
                                      device_name=device, dtype_name=dtype, check_sample_weight=True)
+
+
+def test_verbose_prints_scikit_learns_lines(iris, capsys):
+    X, y = iris
+    MLPClassifier(random_state=0, max_iter=3, verbose=True, early_stopping=True).fit(X, y)
+    MLPClassifier(random_state=0, verbose=True, tol=0.5, n_iter_no_change=1).fit(X, y)
+    out = capsys.readouterr().out
+    assert "Iteration 1, loss = " in out and "Validation score: " in out
+    assert "did not improve more than tol=0.500000 for 1 consecutive epochs. Stopping." in out
