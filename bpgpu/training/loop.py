@@ -207,14 +207,13 @@ class _Run:
         signals = self.signals
         b = first
         try:
+            shown = bar.bar is not None
             for b in range(first, self.n_batches):
                 engine.step(x, y, idx[b * bs:min(b * bs + bs, m)], sw)
                 if signals.pending is not None:
                     self._interrupted(epoch, b + 1)
-                if bar.wants_cost(b):
-                    bar.batch(b, min(b * bs + bs, m), engine.running_cost())
-                else:
-                    bar.batch(b, min(b * bs + bs, m))
+                if shown:
+                    bar.batch(b, min(b * bs + bs, m), engine.running_cost() if bar.wants_cost(b) else None)
         except StepDiverged as exc:  # refused before it was applied: the parameters are from before batch b
             raise self._divergence(epoch, b + 1, exc.what) from None
         stats = engine.end_epoch()
