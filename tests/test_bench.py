@@ -445,3 +445,21 @@ def test_time_box_trims_only_slow_calls_and_scales_each_contender(monkeypatch):
         assert r["epoch_s"] == pytest.approx(np.median(r["times_s"]) * TINY["W2"].steps, rel=1e-3, abs=1e-5)
     assert rows["numpy reference"]["ratio_to_reference"] == pytest.approx(1.0)
     assert "time-boxed" in results_table(rec)
+
+
+def test_a_near_miss_prints_enough_digits_to_see_it():
+    from bpgpu.bench import targets
+
+    found = targets.evaluate(_synthetic(fit_mem=290.9))  # 290.9 / 290 = 1.003: a miss that rounds to 1.00
+    assert "fit peak host memory ÷ NumPy loop's on W3 float32 (1.003 > 1.00)" in targets.summary(found)
+
+
+def test_thread_limit_covers_libraries_loaded_later(monkeypatch):
+    """Every contender's library is loaded before the limit, so none escapes it (scikit-learn's SciPy BLAS)."""
+    pytest.importorskip("threadpoolctl")
+    loaded = []
+    monkeypatch.setattr(suite, "_run_suite", lambda cfg, log: {"loaded": list(loaded)})
+    for cls in (ReferenceRunner, BpgpuRunner, RawStepRunner):
+        monkeypatch.setattr(cls, "import_library", lambda self: loaded.append(self.name))
+    seen_inside = run_suite(_tiny_config(devices=["cpu"], threads=1), log=lambda m: None)["loaded"]
+    assert {"numpy reference", "bpgpu numpy", "bpgpu raw step (diagnostic)"} <= set(seen_inside)

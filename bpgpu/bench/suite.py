@@ -82,6 +82,23 @@ def _time_boxed(cfg: BenchConfig, steps: int, warm: int, warm_s: float) -> int:
     return max(int(cfg.repeat_budget_s / per_step), steps // 10, 1)
 
 
+def _cpu_ratio(cpu: dict[str, list[float]], a: str, b: str) -> float | None:
+    if b not in cpu or not all(cpu[b]):
+        return None
+    return paired_ratio(cpu[a], cpu[b])
+
+
+def _import_libraries(cfg: BenchConfig) -> None:
+    """Load every contender's library (and so its BLAS/OpenMP pools) before a thread limit is set:
+    threadpoolctl only limits libraries already loaded (scikit-learn's SciPy BLAS would escape it)."""
+    for device in cfg.devices:
+        for r in contenders(device):
+            try:
+                r.import_library()
+            except Exception:  # noqa: BLE001 - a missing or unusable library is reported by skip_reason later
+                pass
+
+
 def bench_workload(cfg: BenchConfig, name: str, dtype: str, log: Callable[[str], None]) -> list[dict[str, Any]]:
     """Time every contender of the configured devices on one workload and dtype, side by side."""
     wl = cfg.workload_table[name]
@@ -136,6 +153,10 @@ def bench_workload(cfg: BenchConfig, name: str, dtype: str, log: Callable[[str],
             "ratio_to_reference": paired_ratio(t, by_name[REFERENCE]) if REFERENCE in by_name else None,
             "ratio_to_gemm_floor": paired_ratio(t, by_name[gemm]) if gemm in by_name else None,
             "ratio_to_torch": paired_ratio(t, by_name[torch]) if torch in by_name else None,
+            # the same from process CPU time (all threads; not inflated by waiting for a core on a shared machine)
+            "cpu_ratio_to_reference": _cpu_ratio(cpu_by_name, row["contender"], REFERENCE),
+            "cpu_ratio_to_gemm_floor": _cpu_ratio(cpu_by_name, row["contender"], gemm),
+            "cpu_ratio_to_torch": _cpu_ratio(cpu_by_name, row["contender"], torch),
         })
         if row["device"] == "gpu" and CPU_BPGPU in by_name:  # the GPU's speedup over bpgpu on the CPU
             row["speedup_over_cpu"] = paired_ratio(by_name[CPU_BPGPU], t)
@@ -220,6 +241,7 @@ def _limit_threads(n: int) -> Any:
 def run_suite(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the configured benchmark; return machine info, config, per-contender rows and the sweep."""
     if cfg.threads:
+        _import_libraries(cfg)
         with _limit_threads(cfg.threads):
             return _run_suite(cfg, log)
     return _run_suite(cfg, log)

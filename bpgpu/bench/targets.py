@@ -71,11 +71,17 @@ def evaluate(record: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _value(r: dict[str, Any]) -> str:
+    """The measured value to 2 decimals, or 3 where 2 would print it equal to the limit."""
+    v = r["measured"]
+    return f"{v:.3f}" if f"{v:.2f}" == f"{r['limit']:.2f}" and v != r["limit"] else f"{v:.2f}"
+
+
 def summary(results: list[dict[str, Any]]) -> str:
     """'k of n targets met' (stretch goals apart), naming the ones missed or not measured."""
     main = [r for r in results if not r["stretch"]]
     met = sum(1 for r in main if r["met"])
-    missed = [f"{r['target']} on {r['workload']} {r['dtype']} ({r['measured']:.2f} > {r['limit']:.2f})"
+    missed = [f"{r['target']} on {r['workload']} {r['dtype']} ({_value(r)} > {r['limit']:.2f})"
               for r in main if r["met"] is False]
     unmeasured = [f"{r['target']} on {r['workload']} {r['dtype']}" for r in main if r["met"] is None]
     text = f"{met} of {len(main)} targets met"
@@ -90,7 +96,7 @@ def table(results: list[dict[str, Any]]) -> str:
     """The targets as a markdown table with a computed "target met?" column."""
     lines = ["| target | workload | dtype | measured | limit | target met? |", "| --- | --- | --- | --- | --- | --- |"]
     for r in results:
-        value = "not measured" if r["measured"] is None else f"{r['measured']:.2f}"
+        value = "not measured" if r["measured"] is None else _value(r)
         met = "not measured" if r["met"] is None else ("yes" if r["met"] else "**no**")
         lines.append(f"| {r['target']} | {r['workload']} | {r['dtype']} | {value} | ≤ {r['limit']:.2f} | {met} |")
     return "\n".join(lines)
