@@ -320,7 +320,7 @@ def test_torch_loop_shuffles_and_sums_the_loss():
 
 def _row(wl, contender, epoch_s, ref=None, torch=None, gemm=None, mem=None, dtype="float32"):
     return {"workload": wl, "dtype": dtype, "contender": contender, "device": "cpu", "status": "ok",
-            "epoch_s": epoch_s, "ratio_to_reference": ref, "ratio_to_torch": torch, "ratio_to_gemm_floor": gemm,
+            "epoch_s": epoch_s, "cpu_times_s": [epoch_s * 0.08, epoch_s * 0.08 * 1.5], "ratio_to_reference": ref, "ratio_to_torch": torch, "ratio_to_gemm_floor": gemm,
             "host_peak_mb": mem, "measured_steps": 8 if wl == "W3" else 100, "epoch_steps": 32 if wl == "W3" else 100}
 
 
@@ -401,6 +401,8 @@ def test_readme_table_is_rendered_from_the_records():
     assert "| fit × same-job NumPy loop (target ≤ 1.00; W1 stretch ≤ 0.90) | 0.95 ✓ / 1.02 ✗ |" in table
     assert "| fit × GEMM floor (target on W3 ≤ 1.05) | 2.00 / 2.00 | 2.00 / 2.00 | 1.04 ✓ / 1.04 ✓ |" in table
     assert "280 vs 290 ✓ / 280 vs 290 ✓" in table
+    # CPU-time ratios from the per-repeat CPU seconds, scaled to the epoch: fit 1.0 s vs the loop's 1.1 s
+    assert "| the same three by process CPU time: × NumPy loop | 0.91 / 0.91 |" in table
     text = f"# x\n\n## Benchmarks\n\nintro\n{readme.BEGIN}\nold table\n{readme.END}\n\n## Next\n"
     block = readme.block(default, one, ("full-a.json", "full-a-1thread.json"))
     out = readme.update_readme(text, block)
