@@ -139,11 +139,13 @@ def block(default: dict[str, Any], one_thread: dict[str, Any], names: tuple[str,
     from bpgpu.bench.report import threads_line
 
     m, dtype = default["machine"], _dtype(default, one_thread)
+    loads = [(rec["machine"].get("load_average_before_after") or [[None]])[0] for rec in (default, one_thread)]
+    load = " / ".join(str(x[0]) if x else "?" for x in loads)
     stretch = [t for t in targets.evaluate(default) + targets.evaluate(one_thread) if t["stretch"] and t["dtype"] == dtype]
     stretch_text = ", ".join(f"{t['measured']:.2f}" if t["measured"] is not None else "—" for t in stretch)
     return "\n".join([
         f"Measured {_when(default)} on this machine ({m['cpu']}, {m['usable_cores']} cores, shared with other "
-        f"jobs while it ran), {dtype}; cells are library-default threads / `--threads 1`; ✓/✗ = issue 9's "
+        f"jobs while it ran: 1-minute load average {load} at the start of each run), {dtype}; cells are library-default threads / `--threads 1`; ✓/✗ = issue 9's "
         "target met or not, computed from the numbers. Sources: "
         f"`benchmarks/results/{names[0]}`, `benchmarks/results/{names[1]}`.",
         f"Runs: `python benchmarks/run.py{_flags(default)}` and the same with `--threads 1`. Threads: "
