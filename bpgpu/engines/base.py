@@ -146,6 +146,28 @@ class Engine:
         """True when the last step's batch cost and the parameters are finite (a host read)."""
         raise NotImplementedError
 
+    def update_through_step(self) -> None:
+        """An optimizer without ``update_flat``: its generic step builds new arrays, which are copied
+        into the buffers only once all exist (all layers or none). Flat-buffer engines (NumPy, CuPy) share
+        it; they keep their parameter/gradient views in ``W``, ``B``, ``GW``, ``GB``."""
+        opt = self.optimizer
+        views = {name: list(values) for name, values in opt.state.items()}
+        steps = getattr(opt, "steps", 0)
+        try:
+            new_w, new_b = opt.step(self.W, self.B, self.GW, self.GB, inplace=False)
+        except BaseException:
+            opt.state, opt.steps = views, steps
+            raise
+        new_state = opt.state
+        for dst, src in zip(self.W + self.B, list(new_w) + list(new_b)):
+            dst[...] = src
+        for name, dst_list in views.items():
+            for dst, src in zip(dst_list, new_state[name]):
+                if dst is not src:
+                    dst[...] = src
+        opt.state = views
+        self.net.weights[:], self.net.biases[:] = self.W, self.B
+
     def snapshot(self) -> Snapshot:
         """Host copies of the parameters and optimizer state (device memory is not doubled)."""
         net, opt = self.net, self.optimizer

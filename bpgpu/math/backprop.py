@@ -66,12 +66,7 @@ def backprop_generic(
     xp = xp if xp is not None else array_namespace(x, y)
     m = x.shape[0]
     z, a, activations = feedforward(weights, biases, hidden, objective.output, x, keep=True, xp=xp)
-    if row_scale is None:
-        cost, scale = objective.value(z, a, y, xp), 1.0 / m
-    elif isinstance(row_scale, (int, float)):
-        cost, scale = xp.sum(objective.per_example(z, a, y, xp)) * row_scale, row_scale
-    else:
-        cost, scale = xp.sum(objective.per_example(z, a, y, xp) * row_scale), xp.reshape(row_scale, (-1, 1))
+    cost, scale = cost_and_row_scale(objective, z, a, y, m, row_scale, xp)
     n = len(weights)
     grad_w: list[Any] = [None] * n
     grad_b: list[Any] = [None] * n
@@ -82,6 +77,16 @@ def backprop_generic(
         if l > 0:
             delta = hidden.backward(None, activations[l], delta @ weights[l], xp)  # BP2
     return cost, grad_w, grad_b
+
+
+def cost_and_row_scale(objective: Objective, z: Any, a: Any, y: Any, m: int, row_scale: Any, xp: Any) -> tuple[Any, Any]:
+    """The batch cost Σ_i s_i C_i and the row scales s_i that BP1 applies (``row_scale`` None: the
+    plain mean, s_i = 1/m; a number: the same s for every row; an array: per-row s_i = w_i / Σw)."""
+    if row_scale is None:
+        return objective.value(z, a, y, xp), 1.0 / m
+    if isinstance(row_scale, (int, float)):
+        return xp.sum(objective.per_example(z, a, y, xp)) * row_scale, row_scale
+    return xp.sum(objective.per_example(z, a, y, xp) * row_scale), xp.reshape(row_scale, (-1, 1))
 
 
 def cost_value(

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from array_api_compat import array_namespace
 
 from bpgpu.math.activations import Activation
+from bpgpu.math.backprop import cost_and_row_scale
 from bpgpu.math.costs import Objective
 
 
@@ -48,12 +49,7 @@ def backprop_dropout(
     xp = xp if xp is not None else array_namespace(x, y)
     m = x.shape[0]
     z, a, acts, kept = feedforward_dropout(weights, biases, hidden, objective.output, x, masks, xp)
-    if row_scale is None:
-        cost, scale = objective.value(z, a, y, xp), 1.0 / m
-    elif isinstance(row_scale, (int, float)):
-        cost, scale = xp.sum(objective.per_example(z, a, y, xp)) * row_scale, row_scale
-    else:
-        cost, scale = xp.sum(objective.per_example(z, a, y, xp) * row_scale), xp.reshape(row_scale, (-1, 1))
+    cost, scale = cost_and_row_scale(objective, z, a, y, m, row_scale, xp)
     n = len(weights)
     grad_w: list[Any] = [None] * n
     grad_b: list[Any] = [None] * n

@@ -378,22 +378,7 @@ class Engine(BaseEngine):
                 opt.decay_flat(cp, self.P[:we], self.Gp[:we], self.scratch[:we])
             opt.update_flat(cp, self.P, self.Gp, [self.S[n] for n in names], self.scratch)
             return
-        views = {name: list(values) for name, values in opt.state.items()}
-        steps = getattr(opt, "steps", 0)
-        try:
-            new_w, new_b = opt.step(self.W, self.B, self.GW, self.GB, inplace=False)
-        except BaseException:
-            opt.state, opt.steps = views, steps
-            raise
-        new_state = opt.state
-        for dst, src in zip(self.W + self.B, list(new_w) + list(new_b)):
-            dst[...] = src
-        for name, dst_list in views.items():
-            for dst, src in zip(dst_list, new_state[name]):
-                if dst is not src:
-                    dst[...] = src
-        opt.state = views
-        self.net.weights[:], self.net.biases[:] = self.W, self.B
+        self.update_through_step()
 
     def restore(self, snap: Any) -> None:
         """Copy a host snapshot back into the flat buffers (the views stay the network's arrays)."""

@@ -382,7 +382,7 @@ class Engine(BaseEngine):
         """The optimizer's step over the flat buffers (it allocates nothing, so cannot fail half-way)."""
         opt = self.optimizer
         if not self.fast_update:
-            self._update_through_step()
+            self.update_through_step()
             return
         opt.begin_step()
         if opt.weight_decay:
@@ -390,27 +390,6 @@ class Engine(BaseEngine):
                 opt.decay_flat(np, p, g, s)
         for p, g, state, s in self._chunks:
             opt.update_flat(np, p, g, state, s)
-
-    def _update_through_step(self) -> None:
-        """An optimizer without ``update_flat``: its generic step builds new arrays, which are copied
-        into the buffers only once all exist (all layers or none)."""
-        opt = self.optimizer
-        views = {name: list(values) for name, values in opt.state.items()}
-        steps = getattr(opt, "steps", 0)
-        try:
-            new_w, new_b = opt.step(self.W, self.B, self.GW, self.GB, inplace=False)
-        except BaseException:
-            opt.state, opt.steps = views, steps
-            raise
-        new_state = opt.state
-        for dst, src in zip(self.W + self.B, list(new_w) + list(new_b)):
-            np.copyto(dst, src)
-        for name, dst_list in views.items():
-            for dst, src in zip(dst_list, new_state[name]):
-                if dst is not src:
-                    np.copyto(dst, src)
-        opt.state = views
-        self.net.weights[:], self.net.biases[:] = self.W, self.B
 
     def restore(self, snap: Any) -> None:
         """Copy a host snapshot back into the flat buffers (the views stay the network's arrays)."""
