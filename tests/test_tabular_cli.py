@@ -185,3 +185,25 @@ def test_folding_the_scaler_into_the_first_layer_is_exact():
     raw = fold_scaler(net, data, data.x_train)
     assert raw is x
     np.testing.assert_allclose(np.asarray(net.predict_proba(raw)), before, rtol=0, atol=1e-13)
+
+
+def test_an_interrupted_standardize_run_saves_a_model_that_takes_raw_features(iris_csv, tmp_path, capsys, monkeypatch):
+    """Ctrl-C at a step boundary keeps --save, with the scaling folded in as after a finished run."""
+    from bpgpu.data.tabular import load_table, split
+    from bpgpu.errors import TrainingInterrupted
+
+    real_fit, seen = bpgpu.MLP.fit, {}
+
+    def fit_then_interrupt(net, x, y, epochs, **kwargs):
+        real_fit(net, x, y, epochs=3, **{**kwargs, "validation_data": None})
+        x_val = kwargs["validation_data"][0]  # the standardized held-out rows
+        seen["proba"] = np.asarray(bpgpu.to_host(net.predict_proba(x_val)))
+        raise TrainingInterrupted("stopped", signal="SIGINT", epoch=3, batch=4)
+
+    monkeypatch.setattr(bpgpu.MLP, "fit", fit_then_interrupt)
+    model = tmp_path / "iris-model.npz"
+    code, out, err = _run(capsys, "--data", str(iris_csv), "--target", "species", "--sizes", "4,8,3",
+                          "--dtype", "float64", "--standardize", "--save", str(model))
+    assert code == 130 and "at a step boundary" in err and str(model) in err
+    _, held = split(load_table(iris_csv, "species", dtype="float64"), 0.2, seed=0)
+    np.testing.assert_allclose(bpgpu.load(model).predict_proba(held.x), seen["proba"], rtol=0, atol=1e-12)

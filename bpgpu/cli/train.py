@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from bpgpu.cli import train_options
-from bpgpu.errors import ConfigError
+from bpgpu.errors import ConfigError, TrainingInterrupted
 
 DEFAULT_HIDDEN_SIZES = (128, 64)
 
@@ -135,8 +135,6 @@ def _check_sizes(sizes: list[int], n_features: int, n_outputs: int, data_name: s
 
 def _interrupted(exc: KeyboardInterrupt, net: Any, args: argparse.Namespace, root: bool) -> int:
     """Ctrl-C / SIGTERM during fit: one line saying where it stopped and what was kept; 128 + signal."""
-    from bpgpu.errors import TrainingInterrupted
-
     name = getattr(exc, "signal", "SIGINT")
     code = 128 + int(getattr(signal, str(name), signal.SIGINT))
     if not isinstance(exc, TrainingInterrupted):  # not fit's step-boundary stop: the state is not trustworthy
@@ -226,6 +224,8 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
                           checkpoint=args.checkpoint, resume=_resume(args), dropout=args.dropout,
                           clip_norm=args.clip_norm, clip_value=args.clip_value, class_weight=class_weight)
     except KeyboardInterrupt as exc:  # fit stops at a step boundary (TrainingInterrupted)
+        if isinstance(exc, TrainingInterrupted):  # --standardize: the saved model takes raw features too
+            train_options.fold_scaler(net, data, x_test)
         return _interrupted(exc, net, args, root)
     seconds = time.perf_counter() - start
     x_test = train_options.fold_scaler(net, data, x_test)  # --standardize: from here on the model takes raw features
