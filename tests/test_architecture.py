@@ -1,4 +1,5 @@
-"""The array-API discipline: math, training and optimizer modules import no array library."""
+"""The array-API discipline: math, training and optimizer modules, the generic (reference) engine and
+the engine interface import no array library; only the NumPy and CuPy engines name theirs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "bpgpu"
 FORBIDDEN = {"numpy", "cupy", "cupyx", "torch", "jax", "array_api_strict"}
-BACKEND_FREE = ["math", "training"]
+BACKEND_FREE = ["math", "training", "engines/generic"]
+ENGINE_INTERFACE = ["engines/__init__.py", "engines/base.py", "engines/mixed.py"]
 
 
 def _imports(path: pathlib.Path) -> set[str]:
@@ -27,7 +29,7 @@ def _imports(path: pathlib.Path) -> set[str]:
 
 
 def _modules() -> list[pathlib.Path]:
-    files = [PACKAGE / "network.py"]
+    files = [PACKAGE / "network.py"] + [PACKAGE / name for name in ENGINE_INTERFACE]
     for folder in BACKEND_FREE:
         files += sorted((PACKAGE / folder).glob("*.py"))
     return files
@@ -39,8 +41,9 @@ def test_math_modules_name_no_array_library(path):
     assert not bad, f"{path.relative_to(PACKAGE)} imports {sorted(bad)}; use array_api_compat.array_namespace"
 
 
-def test_the_math_package_exists_and_is_checked():
+def test_the_math_package_and_the_reference_engine_exist_and_are_checked():
     assert (PACKAGE / "math" / "backprop.py") in _modules()
+    assert (PACKAGE / "engines" / "generic" / "step.py") in _modules()
 
 
 def test_each_backprop_equation_is_one_visible_line():
