@@ -95,7 +95,7 @@ def test_single_process_path_imports_neither_mpi4py_nor_cupy():
 
 @pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed here")
 def test_nccl_without_cupy_is_a_clear_device_error():
-    with pytest.raises(bpgpu.DeviceError, match=r"backend='nccl' needs CuPy.*pip install 'bpgpu\[cuda12\]'"):
+    with pytest.raises(bpgpu.DeviceError, match=r"backend='nccl' needs CuPy.*pip install '\.\[cuda12\]' \(or '\.\[cuda13\]'\) from the bpgpu checkout"):
         init("nccl")
 
 

@@ -37,7 +37,7 @@ def import_mpi() -> Any:
     except ImportError as exc:
         raise DeviceError(
             "MPI is needed (the process was started by mpirun/mpiexec, or backend='mpi' was asked for) "
-            f"but mpi4py does not import ({exc}); install the extra: pip install 'bpgpu[mpi]' "
+            f"but mpi4py does not import ({exc}); install the extra: pip install '.[mpi]' from the bpgpu checkout "
             "(mpi4py and Open MPI), or run one process (bpgpu train --distributed none)."
         ) from exc
     return MPI

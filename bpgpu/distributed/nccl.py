@@ -26,7 +26,7 @@ def import_nccl() -> tuple[Any, Any]:
     except Exception as exc:  # noqa: BLE001  (ImportError or a broken CUDA library)
         raise DeviceError(
             f"backend='nccl' needs CuPy with NCCL, but CuPy does not import ({exc}); install "
-            "pip install 'bpgpu[cuda12]' (or cuda13) and NCCL, or use backend='mpi'."
+            "CuPy with pip install '.[cuda12]' (or '.[cuda13]') from the bpgpu checkout, and NCCL; or use backend='mpi'."
         ) from exc
     try:
         from cupy.cuda import nccl
@@ -71,7 +71,7 @@ class NCCLComm:
         if self.size > 1 and mpi_comm is None:
             raise DeviceError(
                 f"NCCLComm with size={self.size} needs a way to share NCCL's unique id; launch with "
-                "mpirun (pip install 'bpgpu[mpi]') so MPI can pass it, or use one process."
+                "mpirun (pip install '.[mpi]' from the bpgpu checkout) so MPI can pass it, or use one process."
             )
         rank_on_node = local_rank()
         self.local_rank = self.rank if rank_on_node is None else rank_on_node

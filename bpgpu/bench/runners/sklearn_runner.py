@@ -21,7 +21,7 @@ class SklearnRunner(Runner):
 
     def skip_reason(self, workload: Workload, dtype: str) -> str | None:
         if importlib.util.find_spec("sklearn") is None:
-            return "scikit-learn is not installed (pip install 'bpgpu[bench]')"
+            return "scikit-learn is not installed (pip install \".[bench]\" from the bpgpu checkout)"
         return None
 
     def import_library(self) -> None:
