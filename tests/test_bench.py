@@ -400,7 +400,7 @@ def test_readme_table_is_rendered_from_the_records():
     table = readme.table(default, one)
     assert "| fit × same-job NumPy loop (target ≤ 1.00; W1 stretch ≤ 0.90) | 0.95 ✓ / 1.02 ✗ |" in table
     assert "| fit × GEMM floor (target on W3 ≤ 1.05) | 2.00 / 2.00 | 2.00 / 2.00 | 1.04 ✓ / 1.04 ✓ |" in table
-    assert "280 vs 290 ✓ / 280 vs 290 ✓" in table
+    assert "280.0 vs 290.0 ✓ / 280.0 vs 290.0 ✓" in table
     # CPU-time ratios from the per-repeat CPU seconds, scaled to the epoch: fit 1.0 s vs the loop's 1.1 s
     assert "| the same three by process CPU time: × NumPy loop | 0.91 / 0.91 |" in table
     text = f"# x\n\n## Benchmarks\n\nintro\n{readme.BEGIN}\nold table\n{readme.END}\n\n## Next\n"
@@ -465,3 +465,10 @@ def test_thread_limit_covers_libraries_loaded_later(monkeypatch):
         monkeypatch.setattr(cls, "import_library", lambda self: loaded.append(self.name))
     seen_inside = run_suite(_tiny_config(devices=["cpu"], threads=1), log=lambda m: None)["loaded"]
     assert {"numpy reference", "bpgpu numpy", "bpgpu raw step (diagnostic)"} <= set(seen_inside)
+
+
+def test_digits_show_a_near_miss():
+    from bpgpu.bench.targets import digits
+
+    assert digits(0.95, 1.0) == "0.95" and digits(1.001, 1.0) == "1.001" and digits(1.0003, 1.0) == "1.0003"
+    assert digits(1.0, 1.0) == "1.00"

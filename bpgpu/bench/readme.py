@@ -66,8 +66,11 @@ def table(default: dict[str, Any], one_thread: dict[str, Any]) -> str:
     def field(contender: str, name: str) -> Any:  # seconds: 3 significant digits
         return lambda rec, wl: _num((_row(rec, wl, contender, dtype) or {}).get(name))
 
-    def ratio(contender: str, name: str) -> Any:  # ratios: 2 decimals
-        return lambda rec, wl: _ratio((_row(rec, wl, contender, dtype) or {}).get(name))
+    def ratio(contender: str, name: str, limit: float | None = None) -> Any:  # 2 decimals (more near a limit)
+        def value(rec: dict[str, Any], wl: str) -> str:
+            v = (_row(rec, wl, contender, dtype) or {}).get(name)
+            return targets.digits(v, limit) if v is not None and limit is not None else _ratio(v)
+        return value
 
     def cpu_ratio(peer: str) -> Any:  # from the recorded per-repeat CPU seconds, each scaled to the epoch
         def value(rec: dict[str, Any], wl: str) -> str:
@@ -83,14 +86,14 @@ def table(default: dict[str, Any], one_thread: dict[str, Any]) -> str:
         fit, ref = _row(rec, wl, targets.FIT_CPU, dtype), _row(rec, wl, targets.REFERENCE, dtype)
         if not fit or not ref or fit.get("host_peak_mb") is None or ref.get("host_peak_mb") is None:
             return "—"
-        return f"{fit['host_peak_mb']:.0f} vs {ref['host_peak_mb']:.0f}"
+        return f"{fit['host_peak_mb']:.1f} vs {ref['host_peak_mb']:.1f}"
 
     spec = [
         ("bpgpu `fit`, s/epoch", field("bpgpu numpy", "epoch_s"), None),
-        ("fit × same-job NumPy loop (target ≤ 1.00; W1 stretch ≤ 0.90)", ratio("bpgpu numpy", "ratio_to_reference"),
+        ("fit × same-job NumPy loop (target ≤ 1.00; W1 stretch ≤ 0.90)", ratio("bpgpu numpy", "ratio_to_reference", 1.0),
          "vs_numpy"),
-        ("fit × PyTorch CPU autograd (target ≤ 1.00)", ratio("bpgpu numpy", "ratio_to_torch"), "vs_torch"),
-        ("fit × GEMM floor (target on W3 ≤ 1.05)", ratio("bpgpu numpy", "ratio_to_gemm_floor"), "vs_gemm"),
+        ("fit × PyTorch CPU autograd (target ≤ 1.00)", ratio("bpgpu numpy", "ratio_to_torch", 1.0), "vs_torch"),
+        ("fit × GEMM floor (target on W3 ≤ 1.05)", ratio("bpgpu numpy", "ratio_to_gemm_floor", 1.05), "vs_gemm"),
         ("the same three by process CPU time: × NumPy loop", cpu_ratio("numpy reference"), None),
         ("… × PyTorch CPU (CPU time)", cpu_ratio("torch cpu"), None),
         ("… × GEMM floor (CPU time)", cpu_ratio("GEMM floor"), None),

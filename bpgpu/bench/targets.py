@@ -71,10 +71,16 @@ def evaluate(record: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def digits(value: float, limit: float) -> str:
+    """``value`` to 2 decimals, or up to 4 where fewer would print it equal to a limit it is not."""
+    for d in (2, 3):
+        if f"{value:.{d}f}" != f"{limit:.{d}f}" or value == limit:
+            return f"{value:.{d}f}"
+    return f"{value:.4f}"
+
+
 def _value(r: dict[str, Any]) -> str:
-    """The measured value to 2 decimals, or 3 where 2 would print it equal to the limit."""
-    v = r["measured"]
-    return f"{v:.3f}" if f"{v:.2f}" == f"{r['limit']:.2f}" and v != r["limit"] else f"{v:.2f}"
+    return digits(r["measured"], r["limit"])
 
 
 def summary(results: list[dict[str, Any]]) -> str:
