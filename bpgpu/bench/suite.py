@@ -14,14 +14,14 @@ from bpgpu.bench.runners import BpgpuRunner, Runner, contenders
 from bpgpu.bench.timing import interleaved, interleaved_with_cpu, median, paired_ratio
 from bpgpu.bench.workloads import WORKLOADS, Workload, make_data, sweep_grid, sweep_workload
 
-# steps timed per repeat, warm-up steps, repeats: (quick, full); W3 on the CPU is measured on 4 of its
-# 32 batches (one fit call over them: fit's once-per-call work weighs 8× what it does in a whole
+# steps timed per repeat, warm-up steps, repeats: (quick, full); W3 on the CPU is measured on 8 of its
+# 32 batches (one fit call over them: fit's once-per-call work weighs 4× what it does in a whole
 # epoch) and scaled to the epoch (about 14 s an epoch on two cores; whole ones per contender and
 # repeat would make the full run take over half an hour on the shared machine).
 PLAN = {
     "W1": {"quick": (1000, 50, 3), "full": (None, 200, 7)},
     "W2": {"quick": (100, 5, 3), "full": (None, 20, 5)},
-    "W3": {"quick": (1, 1, 3), "full": (4, 1, 3), "full_gpu": (None, 3, 5)},
+    "W3": {"quick": (1, 1, 3), "full": (8, 1, 3), "full_gpu": (None, 3, 5)},
 }
 REFERENCE, GEMM_CPU, CPU_BPGPU, TORCH_CPU = "numpy reference", "GEMM floor", "bpgpu numpy", "torch cpu"
 
