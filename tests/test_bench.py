@@ -472,3 +472,17 @@ def test_digits_show_a_near_miss():
 
     assert digits(0.95, 1.0) == "0.95" and digits(1.001, 1.0) == "1.001" and digits(1.0003, 1.0) == "1.0003"
     assert digits(1.0, 1.0) == "1.00"
+
+
+def test_readme_table_matches_the_committed_results():
+    """The README's Benchmarks table is the one rendered from benchmarks/results/ (rerun
+    benchmarks/render_readme.py after committing new results)."""
+    import runpy
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    results = root / "benchmarks" / "results"
+    default, one = results / "full-amd-epyc-2c.json", results / "full-amd-epyc-2c-1thread.json"
+    if not (default.exists() and one.exists() and (root / "README.md").exists()):
+        pytest.skip("no committed full results to compare with")
+    render = runpy.run_path(str(root / "benchmarks" / "render_readme.py"))["main"]
+    assert render(["--default", str(default), "--one-thread", str(one), "--check"]) == 0
