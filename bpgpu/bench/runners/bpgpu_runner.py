@@ -36,7 +36,10 @@ class _OnDevice(CupyPoolMemory, Runner):
         import bpgpu.training.loop  # noqa: F401
         from bpgpu.backend.device import resolve
 
-        resolve(self._device_name())  # imports the array-API namespace (and CuPy)
+        from bpgpu.engines import engine_class
+
+        backend = resolve(self._device_name())  # imports the array-API namespace (and CuPy)
+        engine_class(backend.name)  # and the step engine fit will run (its modules are the library too)
 
     def _device_name(self) -> str:
         return "cpu" if self.device == "cpu" else "cuda:0"
