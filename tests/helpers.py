@@ -120,3 +120,52 @@ def counting(calls, key, real):
         return real(*args, **kwargs)
 
     return wrapper
+
+
+class ThreadComm:
+    """A Communicator whose ranks are threads of one process (tests only): every collective is an
+    exchange through ``shared["slots"]`` between two waits on ``shared["barrier"]`` (see
+    :func:`thread_ranks`). ``allreduce_sum`` copies its inputs, as MPI sends them (the caller may reuse
+    its buffers at once), and records each call's array shapes in ``shared["calls"][rank]`` when the
+    shared dict has that list (one all-reduce per step: the engine tests count them)."""
+
+    name = "threads"
+
+    def __init__(self, rank, shared):
+        self.rank, self.size, self.shared = rank, len(shared["slots"]), shared
+
+    def _exchange(self, value):
+        slots, barrier = self.shared["slots"], self.shared["barrier"]
+        slots[self.rank] = value
+        barrier.wait()
+        everything = list(slots)
+        barrier.wait()
+        return everything
+
+    def allreduce_sum(self, arrays):
+        if "calls" in self.shared:
+            self.shared["calls"][self.rank].append([tuple(a.shape) for a in arrays])
+        everything = self._exchange([np.array(a, copy=True) for a in arrays])
+        return [sum(parts[i] for parts in everything) for i in range(len(arrays))]
+
+    def broadcast(self, arrays, root=0):
+        return [np.array(a, copy=True) for a in self._exchange(list(arrays))[root]]
+
+    def allreduce_scalar(self, value):
+        return float(sum(self._exchange(float(value))))
+
+    def barrier(self):
+        self._exchange(None)
+
+    def abort(self, code=1):
+        raise SystemExit(code)
+
+
+def thread_ranks(size, record_calls=False, timeout=None):
+    """The dict the ThreadComm ranks of one run share (slots, a barrier; per-rank call lists if asked)."""
+    import threading
+
+    shared = {"size": size, "slots": [None] * size, "barrier": threading.Barrier(size, timeout=timeout)}
+    if record_calls:
+        shared["calls"] = [[] for _ in range(size)]
+    return shared

@@ -4,7 +4,6 @@ Optimizer.step; it allocates nothing gradient-sized per step; sample weights; on
 
 from __future__ import annotations
 
-import threading
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,7 +17,7 @@ from bpgpu.engines.generic.step import Engine as GenericEngine
 from bpgpu.engines.numpy.step import Engine as NumpyEngine
 from bpgpu.engines.numpy.step import Layout
 from bpgpu.math import backprop as bp
-from helpers import COMBOS, make_data
+from helpers import COMBOS, make_data, ThreadComm, thread_ranks
 
 TOL = {"float32": dict(rtol=2e-4, atol=1e-6), "float64": dict(rtol=1e-10, atol=1e-13)}
 SIZES = [7, 6, 5, 4]
@@ -301,32 +300,6 @@ def test_sample_weight_history_is_the_weighted_mean_and_bad_weights_are_refused(
 
 # -- data parallelism: one all-reduce call on one flat buffer per step ---------------------------------
 
-class _CountingThreadComm:
-    name = "threads"
-
-    def __init__(self, rank, shared):
-        self.rank, self.size, self.shared = rank, shared["size"], shared
-
-    def _exchange(self, value):
-        slots, barrier = self.shared["slots"], self.shared["barrier"]
-        slots[self.rank] = value
-        barrier.wait()
-        everything = list(slots)
-        barrier.wait()
-        return everything
-
-    def allreduce_sum(self, arrays):
-        self.shared["calls"][self.rank].append([tuple(a.shape) for a in arrays])
-        everything = self._exchange([np.array(a, copy=True) for a in arrays])
-        return [sum(parts[i] for parts in everything) for i in range(len(arrays))]
-
-    def broadcast(self, arrays, root=0):
-        return list(self._exchange(list(arrays))[root])
-
-    def allreduce_scalar(self, value):
-        return float(sum(self._exchange(float(value))))
-
-
 @pytest.mark.parametrize("weighted", [False, True])
 def test_data_parallel_step_is_one_allreduce_of_one_flat_buffer(weighted):
     net, x, y = _case("relu", "softmax", "cross_entropy", "float64", m=22)
@@ -334,12 +307,12 @@ def test_data_parallel_step_is_one_allreduce_of_one_flat_buffer(weighted):
     single = net.copy()
     single.fit(x, y, epochs=2, batch_size=8, seed=1, progress=False, sample_weight=w)
     size = 3
-    shared = {"size": size, "slots": [None] * size, "barrier": threading.Barrier(size), "calls": [[] for _ in range(size)]}
+    shared = thread_ranks(size, record_calls=True)
 
     def rank_run(rank):
         mine = net.copy()
         mine.fit(x, y, epochs=2, batch_size=8, seed=1, progress=False, sample_weight=w,
-                 comm=_CountingThreadComm(rank, shared))
+                 comm=ThreadComm(rank, shared))
         return _host(mine)
 
     with ThreadPoolExecutor(size) as pool:

@@ -16,6 +16,7 @@ from bpgpu.errors import ConfigError, ModelFileError
 from bpgpu.io import checkpoint as ckpt
 from bpgpu.io import format as fmt
 from bpgpu.training.resume import Resume, check_checkpoint_path, read_shared
+from helpers import ThreadComm, thread_ranks
 
 SIZES = [3, 4, 2]
 
@@ -245,34 +246,10 @@ def test_good_checkpoint_templates_pass(tmp_path):
 
 # -- data-parallel: rank 0 reads, the others receive ---------------------------------------------------
 
-class _ThreadComm:
-    """Two in-process 'ranks' (threads) with the collectives resume needs (rank 0's values win)."""
-
-    def __init__(self, rank, shared):
-        self.rank, self.size, self.name, self.shared = rank, 2, "threads", shared
-
-    def _exchange(self, value):
-        self.shared["slots"][self.rank] = value
-        self.shared["barrier"].wait()
-        got = self.shared["slots"][0]
-        self.shared["barrier"].wait()
-        return got
-
-    def allreduce_scalar(self, value):
-        self.shared["slots"][self.rank] = float(value)
-        self.shared["barrier"].wait()
-        total = sum(self.shared["slots"])
-        self.shared["barrier"].wait()
-        return total
-
-    def broadcast(self, arrays, root=0):
-        return [np.array(a, copy=True) for a in self._exchange(list(arrays))]
-
-
 def test_in_a_data_parallel_run_only_rank_0_reads_the_checkpoint(tmp_path, checkpoint_file, monkeypatch):
     path, _, _ = checkpoint_file
     want = ckpt.load(path)
-    shared = {"slots": [None, None], "barrier": threading.Barrier(2, timeout=20)}
+    shared = thread_ranks(2, timeout=20)
     opened, results = [], {}
     real_load = ckpt.load
 
@@ -284,7 +261,7 @@ def test_in_a_data_parallel_run_only_rank_0_reads_the_checkpoint(tmp_path, check
     backend = bpgpu.resolve("cpu")
 
     def rank(r):
-        results[r] = read_shared(path if r == 0 else tmp_path / "not-on-this-machine.npz", _ThreadComm(r, shared), backend)
+        results[r] = read_shared(path if r == 0 else tmp_path / "not-on-this-machine.npz", ThreadComm(r, shared), backend)
 
     threads = [threading.Thread(target=rank, args=(r,), name=f"rank{r}") for r in (0, 1)]
     for t in threads:
@@ -299,13 +276,13 @@ def test_in_a_data_parallel_run_only_rank_0_reads_the_checkpoint(tmp_path, check
 
 
 def test_a_checkpoint_rank_0_cannot_read_is_an_error_on_every_rank(tmp_path):
-    shared = {"slots": [None, None], "barrier": threading.Barrier(2, timeout=20)}
+    shared = thread_ranks(2, timeout=20)
     errors = {}
     backend = bpgpu.resolve("cpu")
 
     def rank(r):
         try:
-            read_shared(tmp_path / "absent.npz", _ThreadComm(r, shared), backend)
+            read_shared(tmp_path / "absent.npz", ThreadComm(r, shared), backend)
         except Exception as exc:  # noqa: BLE001 - recorded and checked below
             errors[r] = exc
 

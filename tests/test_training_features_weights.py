@@ -10,6 +10,7 @@ import pytest
 import bpgpu
 from bpgpu.errors import ConfigError
 from torch_reference import host, max_rel_diff, torch_train
+from helpers import ThreadComm, thread_ranks
 
 
 def _data(m=30, k=3, seed=0):
@@ -113,36 +114,8 @@ def test_class_weight_needs_classes():
 
 # -- data parallelism: every feature together, three ranks = one process --------------------------------
 
-class _ThreadComm:
-    """Ranks as threads sharing one list: allreduce_sum / broadcast / allreduce_scalar by barrier."""
-
-    name = "threads"
-
-    def __init__(self, rank, shared):
-        self.rank, self.size, self.shared = rank, shared["size"], shared
-
-    def _exchange(self, value):
-        slots, barrier = self.shared["slots"], self.shared["barrier"]
-        slots[self.rank] = value
-        barrier.wait()
-        everything = list(slots)
-        barrier.wait()
-        return everything
-
-    def allreduce_sum(self, arrays):
-        everything = self._exchange([np.array(a, copy=True) for a in arrays])
-        return [sum(parts[i] for parts in everything) for i in range(len(arrays))]
-
-    def broadcast(self, arrays, root=0):
-        return list(self._exchange(list(arrays))[root])
-
-    def allreduce_scalar(self, value):
-        return float(sum(self._exchange(float(value))))
-
-
 @pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["numpy-engine", "generic-engine"])
 def test_three_ranks_equal_one_process_with_clipping_dropout_and_class_weight(dropout):
-    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     x, labels = _data(m=26)
@@ -155,11 +128,11 @@ def test_three_ranks_equal_one_process_with_clipping_dropout_and_class_weight(dr
     single = net()
     single.fit(x, labels, **{**kw, "optimizer": bpgpu.AdamW(0.02)})
     size = 3
-    shared = {"size": size, "slots": [None] * size, "barrier": threading.Barrier(size)}
+    shared = thread_ranks(size)
 
     def rank_run(rank):
         mine = net()
-        mine.fit(x, labels, comm=_ThreadComm(rank, shared), **{**kw, "optimizer": bpgpu.AdamW(0.02)})
+        mine.fit(x, labels, comm=ThreadComm(rank, shared), **{**kw, "optimizer": bpgpu.AdamW(0.02)})
         return host(mine.weights) + host(mine.biases)
 
     with ThreadPoolExecutor(size) as pool:

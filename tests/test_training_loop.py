@@ -4,7 +4,6 @@ gradient norms and the data-parallel hook."""
 from __future__ import annotations
 
 import json
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -14,6 +13,7 @@ import bpgpu
 from bpgpu import to_host
 from bpgpu.errors import ConfigError, DivergenceError
 from bpgpu.training.history import COLUMNS, History
+from helpers import ThreadComm, thread_ranks
 
 
 def _blobs(n=120, seed=0):
@@ -171,46 +171,13 @@ def test_fit_on_device_arrays_of_array_api_strict():
 
 # -- data parallelism through the Communicator interface, with threads as ranks ------------------------
 
-class ThreadComm:
-    """A Communicator whose ranks are threads of one process (tests only)."""
-
-    name = "threads"
-
-    def __init__(self, rank, shared):
-        self.rank, self.size, self.shared = rank, shared["size"], shared
-
-    def _exchange(self, value):
-        slots, barrier = self.shared["slots"], self.shared["barrier"]
-        slots[self.rank] = value
-        barrier.wait()
-        everything = list(slots)
-        barrier.wait()
-        return everything
-
-    def allreduce_sum(self, arrays):  # copies, as MPI sends them: the caller may reuse its buffers at once
-        everything = self._exchange([np.array(a, copy=True) for a in arrays])
-        return [sum(parts[i] for parts in everything) for i in range(len(arrays))]
-
-    def broadcast(self, arrays, root=0):
-        return list(self._exchange(list(arrays))[root])
-
-    def allreduce_scalar(self, value):
-        return float(sum(self._exchange(float(value))))
-
-    def barrier(self):
-        self._exchange(None)
-
-    def abort(self, code=1):
-        raise SystemExit(code)
-
-
 @pytest.mark.parametrize("size", [2, 3])
 def test_data_parallel_training_equals_single_process(size, tmp_path):
     x, y, _, _ = _blobs(n=124)  # 93 rows, batch 20: uneven shards and a short last batch
     single = bpgpu.MLP([5, 8, 3], dtype="float64", seed=0)
     single.fit(x, y, epochs=3, batch_size=20, optimizer=bpgpu.SGD(0.1, momentum=0.9), seed=5, progress=False)
 
-    shared = {"size": size, "slots": [None] * size, "barrier": threading.Barrier(size)}
+    shared = thread_ranks(size)
 
     def rank_run(rank):
         net = bpgpu.MLP([5, 8, 3], dtype="float64", seed=rank)  # rank 0's weights are broadcast
