@@ -101,6 +101,17 @@ def _total_or_rows(c: Any, rows: Any) -> Any:
     return None
 
 
+def _half_squared(d: Any, tmp: Any, rows: Any, k: Constants) -> Any:
+    """The quadratic cost of the output error d = A − Y: ½‖d‖² over the batch (``rows`` None), else
+    ½‖d_i‖² written into ``rows`` per row (weighted examples) and None returned."""
+    if rows is None:
+        return np.vdot(d, d) * k.half
+    np.multiply(d, d, out=tmp)
+    _total_or_rows(tmp, rows)
+    np.multiply(rows, k.half, out=rows)
+    return None
+
+
 def _softmax_(z: Any, col: Any) -> None:
     """A = softmax(z) over z (max-shifted)."""
     np.max(z, axis=1, keepdims=True, out=col)
@@ -132,12 +143,7 @@ def sigmoid_quadratic(z: Any, y: Any, d: Any, tmp: Any, col: Any, rows: Any, k: 
     """C = ½‖A − Y‖²;  Δ^L = (A − Y) ⊙ A(1 − A)."""
     sigmoid_(z, k, tmp)
     np.subtract(z, y, out=d)
-    if rows is None:
-        total = np.vdot(d, d) * k.half
-    else:
-        np.multiply(d, d, out=tmp)
-        total = _total_or_rows(tmp, rows)
-        np.multiply(rows, k.half, out=rows)
+    total = _half_squared(d, tmp, rows, k)
     sigmoid_back_(z, d, k, tmp, None)
     return total
 
@@ -162,12 +168,7 @@ def softmax_quadratic(z: Any, y: Any, d: Any, tmp: Any, col: Any, rows: Any, k: 
     """C = ½‖A − Y‖²;  Δ^L = A ⊙ (G − Σ_j G_j A_j) with G = A − Y (softmax's Jacobian product)."""
     _softmax_(z, col)
     np.subtract(z, y, out=d)
-    if rows is None:
-        total = np.vdot(d, d) * k.half
-    else:
-        np.multiply(d, d, out=tmp)
-        total = _total_or_rows(tmp, rows)
-        np.multiply(rows, k.half, out=rows)
+    total = _half_squared(d, tmp, rows, k)
     np.multiply(d, z, out=tmp)
     np.add.reduce(tmp, axis=1, keepdims=True, out=col)
     np.subtract(d, col, out=d)
@@ -178,12 +179,7 @@ def softmax_quadratic(z: Any, y: Any, d: Any, tmp: Any, col: Any, rows: Any, k: 
 def identity_quadratic(z: Any, y: Any, d: Any, tmp: Any, col: Any, rows: Any, k: Constants) -> Any:
     """C = ½‖Z − Y‖²;  Δ^L = Z − Y."""
     np.subtract(z, y, out=d)
-    if rows is None:
-        return np.vdot(d, d) * k.half
-    np.multiply(d, d, out=tmp)
-    _total_or_rows(tmp, rows)
-    np.multiply(rows, k.half, out=rows)
-    return None
+    return _half_squared(d, tmp, rows, k)
 
 
 OUTPUT: dict[tuple[str, str], Callable[..., Any]] = {
