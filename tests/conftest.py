@@ -120,3 +120,14 @@ def two_gpus(gpu_cupy):
     if gpu_cupy.cuda.runtime.getDeviceCount() < 2:
         pytest.skip("needs two GPUs (cuda:0 and cuda:1)")
     return gpu_cupy
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """A small float64 network and the model file it was saved to: (net, path)."""
+    import bpgpu
+
+    net = bpgpu.MLP([4, 5, 3], hidden="tanh", dtype="float64", seed=3)
+    path = tmp_path / "model.npz"
+    net.save(path)
+    return net, path

@@ -169,3 +169,56 @@ def thread_ranks(size, record_calls=False, timeout=None):
     if record_calls:
         shared["calls"] = [[] for _ in range(size)]
     return shared
+
+
+def stand_in_gpu_runner(peak_bytes=None):
+    """bpgpu on NumPy posing as the GPU contender ("bpgpu cupy"): exercises the bench's GPU reporting
+    paths without a GPU; ``peak_bytes`` is what it reports as the device-memory high-water mark."""
+    from bpgpu.bench.runners import BpgpuRunner
+
+    class StandInGpu(BpgpuRunner):
+        def __init__(self, device: str = "gpu") -> None:
+            super().__init__("cpu")
+            self.device, self.name = "gpu", "bpgpu cupy"
+
+        def skip_reason(self, workload, dtype):
+            return None
+
+        def import_library(self) -> None:
+            pass
+
+        def setup(self, *args) -> None:
+            self.device = "cpu"
+            try:
+                super().setup(*args)
+            finally:
+                self.device = "gpu"
+
+        def reset_peak(self) -> None:
+            pass
+
+        def device_peak_bytes(self):
+            return peak_bytes
+
+    return StandInGpu()
+
+
+def import_real_cupy():
+    """The real ``cupy`` module, imported with any stand-in in ``sys.modules`` set aside and put back
+    afterwards (the stand-in stays installed for the rest of the test); skips where CuPy does not import."""
+    import importlib
+    import sys
+
+    import pytest
+
+    saved = {k: v for k, v in sys.modules.items() if k == "cupy" or k.startswith("cupy.")}
+    for k in saved:
+        del sys.modules[k]
+    try:
+        return importlib.import_module("cupy")
+    except Exception as exc:  # noqa: BLE001 - not installed, or a broken CUDA library underneath
+        pytest.skip(f"real CuPy does not import here ({type(exc).__name__}: {exc})")
+    finally:
+        for k in [k for k in sys.modules if k == "cupy" or k.startswith("cupy.")]:
+            del sys.modules[k]
+        sys.modules.update(saved)

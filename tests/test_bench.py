@@ -17,6 +17,7 @@ from bpgpu.bench.runners import BpgpuRunner, RawStepRunner, ReferenceRunner, Run
 from bpgpu.bench.runners.reference import reference_step
 from bpgpu.bench.workloads import WORKLOADS, Workload, make_data
 from bpgpu.cli.main import main
+from helpers import stand_in_gpu_runner
 
 TINY = {
     "W1": Workload("W1", (12, 6, 4), "sigmoid", "sigmoid", "quadratic", 4, 40, lr=0.5),
@@ -183,40 +184,13 @@ def test_bench_is_a_registered_subcommand():
     assert bpgpu.__version__
 
 
-class _FakeGpu(BpgpuRunner):
-    """bpgpu on NumPy posing as the GPU contender: exercises the GPU reporting paths without a GPU."""
-
-    def __init__(self, device: str = "gpu") -> None:
-        super().__init__("cpu")
-        self.device, self.name = "gpu", "bpgpu cupy"
-
-    def skip_reason(self, workload, dtype):
-        return None
-
-    def import_library(self) -> None:
-        pass
-
-    def setup(self, *args) -> None:
-        self.device = "cpu"
-        try:
-            super().setup(*args)
-        finally:
-            self.device = "gpu"
-
-    def reset_peak(self) -> None:
-        pass
-
-    def device_peak_bytes(self):
-        return 1 << 20
-
-
 def test_gpu_rows_speedup_and_crossover_without_a_gpu(monkeypatch, tmp_path):
     pytest.importorskip("matplotlib")
     from bpgpu.bench import runners
 
     real = runners.contenders
-    monkeypatch.setattr(suite, "contenders", lambda d: real("cpu") if d == "cpu" else [_FakeGpu()])
-    monkeypatch.setattr(suite, "BpgpuRunner", lambda d: _FakeGpu() if d == "gpu" else BpgpuRunner(d))
+    monkeypatch.setattr(suite, "contenders", lambda d: real("cpu") if d == "cpu" else [stand_in_gpu_runner(1 << 20)])
+    monkeypatch.setattr(suite, "BpgpuRunner", lambda d: stand_in_gpu_runner(1 << 20) if d == "gpu" else BpgpuRunner(d))
     rec = run_suite(_tiny_config(workloads=["W2"]), log=lambda m: None)
     gpu = next(r for r in rec["results"] if r["device"] == "gpu")
     assert gpu["status"] == "ok" and gpu["speedup_over_cpu"] > 0

@@ -15,6 +15,7 @@ from bpgpu.bench.runners import BpgpuRunner
 from bpgpu.bench.workloads import Workload
 from bpgpu.cli import check_gpu
 from bpgpu.cli.main import main
+from helpers import stand_in_gpu_runner
 
 TINY = {
     "W1": Workload("W1", (12, 6, 4), "sigmoid", "sigmoid", "quadratic", 4, 40, lr=0.5),
@@ -44,36 +45,9 @@ def test_a_bad_device_is_a_flag_error(capsys):
     assert "--device 'cpu' is not a GPU" in capsys.readouterr().err
 
 
-class StandInGpu(BpgpuRunner):
-    """bpgpu on NumPy posing as the GPU contender."""
-
-    def __init__(self, device: str = "gpu") -> None:
-        super().__init__("cpu")
-        self.device, self.name = "gpu", "bpgpu cupy"
-
-    def skip_reason(self, workload, dtype):
-        return None
-
-    def import_library(self) -> None:
-        pass
-
-    def setup(self, *args) -> None:
-        self.device = "cpu"
-        try:
-            super().setup(*args)
-        finally:
-            self.device = "gpu"
-
-    def reset_peak(self) -> None:
-        pass
-
-    def device_peak_bytes(self):
-        return None
-
-
 def _stand_ins(monkeypatch, tests_status="passed", w3_gemm=1.10, w3_torch=1.30, w2_speedup=2.0):
-    monkeypatch.setattr(suite, "contenders", lambda d: [BpgpuRunner("cpu")] if d == "cpu" else [StandInGpu()])
-    monkeypatch.setattr(suite, "BpgpuRunner", lambda d: StandInGpu() if d == "gpu" else BpgpuRunner(d))
+    monkeypatch.setattr(suite, "contenders", lambda d: [BpgpuRunner("cpu")] if d == "cpu" else [stand_in_gpu_runner()])
+    monkeypatch.setattr(suite, "BpgpuRunner", lambda d: stand_in_gpu_runner() if d == "gpu" else BpgpuRunner(d))
     seen = []
 
     def bench(cfg, log):

@@ -3,31 +3,17 @@ parameters as CuPy's, for every function bpgpu and array-api-compat call on it; 
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import sys
 
 import pytest
+
+from helpers import import_real_cupy
 
 pytestmark = pytest.mark.gpu
 
 NAMES = """asarray array zeros ones empty full arange eye linspace zeros_like ones_like empty_like full_like
 asnumpy take concatenate stack where clip sum max min mean prod any all argmax matmul copy reshape
 transpose moveaxis expand_dims broadcast_to squeeze from_dlpack maximum minimum exp log sqrt tanh""".split()
-
-
-def _real_cupy():
-    saved = {k: v for k, v in sys.modules.items() if k == "cupy" or k.startswith("cupy.")}
-    for k in saved:
-        del sys.modules[k]
-    try:
-        return importlib.import_module("cupy")
-    except Exception as exc:  # noqa: BLE001 - not installed, or a broken CUDA library underneath
-        pytest.skip(f"real CuPy does not import here ({type(exc).__name__}: {exc})")
-    finally:
-        for k in [k for k in sys.modules if k == "cupy" or k.startswith("cupy.")]:
-            del sys.modules[k]
-        sys.modules.update(saved)
 
 
 def _params(fn):
@@ -41,7 +27,7 @@ def _params(fn):
 def test_the_doubles_functions_take_cupys_parameters():
     import cupy_double
 
-    real = _real_cupy()
+    real = import_real_cupy()
     checked = 0
     for name in NAMES:
         want, got = _params(getattr(real, name)), _params(getattr(cupy_double.cupy, name))

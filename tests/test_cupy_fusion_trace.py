@@ -10,28 +10,19 @@ CuPy generates for each traced kernel (its own code generators, ``_get_elementwi
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import numpy as np
 import pytest
+
+from helpers import import_real_cupy
 
 pytestmark = pytest.mark.gpu
 
 
 @pytest.fixture
 def real_cupy():
-    saved = {k: v for k, v in sys.modules.items() if k == "cupy" or k.startswith("cupy.")}
-    for k in saved:
-        del sys.modules[k]
-    try:
-        yield importlib.import_module("cupy")
-    except Exception as exc:  # noqa: BLE001 - not installed, or a broken CUDA library underneath
-        pytest.skip(f"real CuPy does not import here ({type(exc).__name__}: {exc})")
-    finally:
-        for k in [k for k in sys.modules if k == "cupy" or k.startswith("cupy.")]:
-            del sys.modules[k]
-        sys.modules.update(saved)
+    return import_real_cupy()
 
 
 def _arrays(cp):

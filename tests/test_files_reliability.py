@@ -26,14 +26,6 @@ def _same_parameters(a: bpgpu.MLP, b: bpgpu.MLP) -> bool:
     return all(np.array_equal(p, q) for p, q in zip(wa + ba, wb + bb))
 
 
-@pytest.fixture
-def saved(tmp_path):
-    net = bpgpu.MLP([4, 5, 3], hidden="tanh", dtype="float64", seed=3)
-    path = tmp_path / "model.npz"
-    net.save(path)
-    return net, path
-
-
 # -- atomic save -----------------------------------------------------------------------------------
 
 SAVER = """

@@ -23,14 +23,6 @@ from bpgpu.io import format as fmt
 ZEROS = bytes(1 << 20)
 
 
-@pytest.fixture
-def saved(tmp_path):
-    net = bpgpu.MLP([4, 5, 3], hidden="tanh", dtype="float64", seed=3)
-    path = tmp_path / "model.npz"
-    net.save(path)
-    return net, path
-
-
 def _npy(array: np.ndarray) -> bytes:
     out = io.BytesIO()
     np.lib.format.write_array(out, np.asarray(array), allow_pickle=False)
